@@ -1,0 +1,149 @@
+"""Reading answers out of model text and scoring them; shared by tasks, profiles and baselines.
+
+Multiple-choice: prefer the last "The answer is (X)", then other explicit answer statements, then
+a boxed letter, then a lone letter on the final line. The allowed letters are the ones the
+question itself lists, so one extractor serves MMLU-Pro (A-J) and the A-D tasks.
+Free-form (AIME): the last ``\\boxed{...}`` (nested braces allowed), compared with math-verify.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from functools import lru_cache
+
+THINK_END = "</think>"
+INVALID = "[invalid]"
+
+_OPTION = re.compile(r"\(([A-J])\)\s")
+_ANSWER_IS = re.compile(
+    r"answer\s*(?:is|:)\s*[:\s]*\**\s*(?:option\s*)?[\(\[]?\s*([A-J])\s*[\)\]]?(?![A-Za-z])",
+    re.IGNORECASE,
+)
+_PAREN_LETTER = re.compile(r"\(([A-J])\)")
+_LONE_LETTER = re.compile(r"^[\W_]*(?:option\s*)?([A-J])[\W_]*$", re.IGNORECASE)
+_ANSWER_IS_FREE = re.compile(r"answer\s+is\s*[:\s]*\$?([^\n$]+?)\$?\s*\.?\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def strip_thinking(text: str) -> str:
+    """Drop a reasoning model's ``<think>...</think>`` part (an unclosed one too) before reading."""
+    if THINK_END in text:
+        return text.rsplit(THINK_END, 1)[1].strip()
+    if text.lstrip().startswith("<think>"):
+        return ""
+    return text
+
+
+def choices_in(question: str) -> str:
+    """The option letters a question lists inline, e.g. ``"ABCD"``; ``""`` for free-form."""
+    return "".join(sorted(set(_OPTION.findall(question + " "))))
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last ``\\boxed{...}`` or ``\\fbox{...}``, nested braces included."""
+    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
+    if not starts:
+        return None
+    start = starts[-1]
+    depth = 1
+    for i in range(start, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return text[start:i].strip()
+    return None  # unbalanced: the answer was cut off
+
+
+def extract_choice(text: str, choices: str = "ABCD") -> str:
+    text = strip_thinking(text)
+
+    def allowed(found: list[str]) -> list[str]:
+        return [c.upper() for c in found if c.upper() in choices]
+
+    for found in (
+        allowed(_ANSWER_IS.findall(text)),
+        allowed([b] if (b := (last_boxed(text) or "").strip("() ")) and len(b) == 1 else []),
+    ):
+        if found:
+            return found[-1]
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    if lines:
+        for found in (
+            allowed(_LONE_LETTER.findall(lines[-1])),
+            allowed(_PAREN_LETTER.findall(lines[-1])),
+        ):
+            if found:
+                return found[-1]
+    return INVALID
+
+
+def extract_free_form(text: str) -> str:
+    text = strip_thinking(text)
+    boxed = last_boxed(text)
+    if boxed is not None:
+        return boxed
+    stated = _ANSWER_IS_FREE.findall(text)
+    return stated[-1].strip() if stated else INVALID
+
+
+def extract_answer(text: str, question: str) -> str:
+    """The answer a response gives to ``question``, or ``INVALID``."""
+    choices = choices_in(question)
+    return extract_choice(text, choices) if choices else extract_free_form(text)
+
+
+@lru_cache(maxsize=4096)
+def _parse_math(expr: str):
+    from math_verify import parse
+
+    return parse(f"${expr}$")
+
+
+def math_equal(prediction: str, gold: str) -> bool:
+    if prediction == INVALID:
+        return False
+    if prediction.strip() == gold.strip():
+        return True
+    from math_verify import verify
+
+    try:
+        return bool(verify(_parse_math(gold), _parse_math(prediction)))
+    except Exception:  # math-verify raises on malformed LaTeX; that answer is simply wrong
+        return False
+
+
+def is_correct(prediction: str, gold: str, question: str) -> bool:
+    if choices_in(question):
+        return prediction == gold.strip().upper()
+    return math_equal(prediction, gold)
+
+
+def majority(answers: list[str], tie_break: list[float] | None = None) -> str:
+    """Most frequent valid answer; ties go to the highest ``tie_break`` weight, then first seen."""
+    valid = [(a, i) for i, a in enumerate(answers) if a != INVALID]
+    if not valid:
+        return INVALID
+    counts = Counter(a for a, _ in valid)
+    weight = {}
+    for a, i in valid:
+        w = tie_break[i] if tie_break else 0.0
+        weight[a] = max(weight.get(a, float("-inf")), w)
+    first = {}
+    for a, i in valid:
+        first.setdefault(a, i)
+    return max(counts, key=lambda a: (counts[a], weight[a], -first[a]))
+
+
+# ---------------------------------------------------------------- lm-eval task hooks
+
+
+def filter_extract(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval ``custom`` filter: every response of every doc -> its extracted answer."""
+    return [[extract_answer(r, doc["question"]) for r in rs] for rs, doc in zip(resps, docs)]
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """lm-eval ``process_results`` after the ``answer`` filter: exact match, math-aware for AIME."""
+    return {"exact_match": float(is_correct(results[0], doc["gold_answer"], doc["question"]))}

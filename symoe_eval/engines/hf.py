@@ -1,0 +1,208 @@
+"""transformers backend: batched, left-padded chat generation on CPU or GPU.
+
+GGUF experts are de-quantized once and saved as a dense safetensors copy under the cache, so
+later loads take a second instead of tens of seconds.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from itertools import groupby
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from symoe_eval.engines.base import Completion, Engine, GenerationRequest, truncate_at_stop
+from symoe_eval.registry import ExpertSpec, cache_root, resolve_weights
+
+log = logging.getLogger(__name__)
+
+# End-of-turn markers of common chat templates; whichever the vocabulary has also ends generation.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_device(requested: str | None = None) -> str:
+    """The requested device, except that lm_eval's default ``cuda`` falls back to the CPU."""
+    import torch
+
+    if requested and not (requested.startswith("cuda") and not torch.cuda.is_available()):
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pick_dtype(requested: str | None, device: str):
+    """``auto``: bf16 on GPUs and on CPUs with native bf16 (2-3x faster there), else fp32."""
+    import torch
+
+    if requested and requested != "auto":
+        return getattr(torch, requested)
+    if device.startswith("cuda") or cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
+
+
+class HFEngine(Engine):
+    backend = "hf"
+
+    def __init__(self, expert: ExpertSpec, device: str | None = None, batch_size: int = 8):
+        super().__init__(expert)
+        self.device_request = device
+        self.batch_size = max(1, int(batch_size))
+        self.model = None
+        self.tokenizer = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    # ------------------------------------------------------------------ loading
+
+    def _dense_copy_dir(self, gguf_file: str) -> Path:
+        tag = self.expert.source.sha256 or Path(gguf_file).stem
+        return cache_root() / "dense" / f"{self.expert.name}-{tag[:16]}"
+
+    def load(self) -> None:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        start = time.perf_counter()
+        device = pick_device(self.device_request)
+        dtype = pick_dtype(self.expert.engine_kwargs.get("dtype"), device)
+        common = {"trust_remote_code": bool(self.expert.engine_kwargs.get("trust_remote_code"))}
+        where, gguf_file = resolve_weights(self.expert)
+        if gguf_file:
+            dense = self._dense_copy_dir(gguf_file)
+            if not (dense / "config.json").exists():
+                self._write_dense_copy(where, gguf_file, dense, dtype)
+            where = str(dense)
+        tokenizer = AutoTokenizer.from_pretrained(where, **common)
+        model = AutoModelForCausalLM.from_pretrained(
+            where, dtype=dtype, **common, **self.expert.hf_kwargs
+        )
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if self.expert.chat_template:
+            tokenizer.chat_template = self.expert.chat_template
+        if tokenizer.chat_template is None:
+            raise RuntimeError(f"expert '{self.expert.name}' has no chat template; set chat_template")
+        self.model = model.to(device).eval()
+        self.tokenizer = tokenizer
+        self._eos_ids = self._end_ids()
+        torch.set_grad_enabled(False)
+        self.stats.loads += 1
+        self.stats.load_seconds += time.perf_counter() - start
+        log.info("loaded %s (%s, %s) in %.1fs", self.expert.name, device, dtype, time.perf_counter() - start)
+
+    def _write_dense_copy(self, folder: str, gguf_file: str, target: Path, dtype) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        log.info("de-quantizing %s/%s once into %s", folder, gguf_file, target)
+        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=dtype)
+        # save_pretrained refuses quantized models; the weights are already dense here.
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        partial = target.with_name(target.name + ".partial")
+        model.save_pretrained(partial)
+        tokenizer.save_pretrained(partial)
+        partial.rename(target)
+
+    def _end_ids(self) -> list[int]:
+        vocab = self.tokenizer.get_vocab()
+        ids = {vocab[t] for t in END_OF_TURN if t in vocab}
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        configured = self.model.generation_config.eos_token_id
+        ids.update(configured if isinstance(configured, list) else [configured] if configured is not None else [])
+        return sorted(ids)
+
+    def unload(self) -> None:
+        import torch
+
+        self.model = None
+        self.tokenizer = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ generation
+
+    def _context_limit(self) -> int:
+        configured = self.expert.engine_kwargs.get("max_model_len")
+        return int(configured or getattr(self.model.config, "max_position_embeddings", 32768))
+
+    def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
+        if not self.loaded:
+            self.load()
+        prompts = [
+            self.tokenizer.apply_chat_template(r.chat(), tokenize=False, add_generation_prompt=True)
+            for r in requests
+        ]
+        lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
+        # One generate() call needs one set of sampling params; within a set, similar lengths
+        # batch together to waste little padding.
+        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), lengths[i]))
+        for _, same_params in groupby(order, key=lambda i: repr(requests[i].params)):
+            group = list(same_params)
+            for start in range(0, len(group), self.batch_size):
+                batch = group[start : start + self.batch_size]
+                texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params)
+                yield from zip(batch, texts)
+
+    def _generate_batch(self, prompts: list[str], params) -> list[Completion]:
+        import torch
+
+        start = time.perf_counter()
+        limit = self._context_limit()
+        max_new = params.max_tokens
+        enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+        if enc.input_ids.shape[1] + max_new > limit:
+            keep = max(limit - max_new, limit // 2)
+            if enc.input_ids.shape[1] > keep:
+                log.warning("%s: prompt of %d tokens cut to its last %d to fit a context of %d",
+                            self.expert.name, enc.input_ids.shape[1], keep, limit)
+                self.stats.truncated_prompts += len(prompts)
+                enc = {k: v[:, -keep:] for k, v in enc.items()}
+            max_new = max(1, limit - enc["input_ids"].shape[1])
+        enc = {k: v.to(self.model.device) for k, v in dict(enc).items()}
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        sampling = (
+            {"do_sample": False}
+            if params.greedy
+            else {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+        )
+        out = self.model.generate(
+            **enc,
+            max_new_tokens=max_new,
+            eos_token_id=self._eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(params.stop) or None,
+            tokenizer=self.tokenizer,
+            **sampling,
+        )
+        new_tokens = out[:, enc["input_ids"].shape[1] :]
+        completions = []
+        for row in new_tokens:
+            ended = [j for j, tok in enumerate(row.tolist()) if tok in self._eos_ids]
+            n = ended[0] + 1 if ended else len(row)
+            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
+            text, stopped = truncate_at_stop(text, params.stop)
+            finish = "stop" if ended or stopped else "length"
+            completions.append(Completion(text=text, num_tokens=n, finish_reason=finish))
+        self.stats.calls += len(prompts)
+        self.stats.generated_tokens += sum(c.num_tokens for c in completions)
+        self.stats.generate_seconds += time.perf_counter() - start
+        return completions

@@ -1,0 +1,107 @@
+"""vLLM backend (GPU): a thin adapter over ``vllm.LLM.generate`` with a real teardown.
+
+vLLM is imported only when an engine loads, so the package works where vLLM cannot run. The
+teardown follows what the paper authors' code does between models: destroy the model-parallel
+state and the distributed environment, drop the engine, collect garbage and empty the CUDA cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import time
+from typing import Iterator, Sequence
+
+from symoe_eval.engines.base import Completion, Engine, GenerationRequest, SamplingParams
+from symoe_eval.registry import ExpertSpec, resolve_weights
+
+# Generic engine_kwargs of the registry that vllm.LLM understands under the same name.
+SHARED_KWARGS = ("dtype", "max_model_len", "trust_remote_code")
+
+
+class VLLMEngine(Engine):
+    backend = "vllm"
+
+    def __init__(self, expert: ExpertSpec, chunk_size: int = 512, seed: int = 0):
+        super().__init__(expert)
+        self.chunk_size = chunk_size  # requests per generate() call: what a kill can lose
+        self.seed = seed
+        self.llm = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.llm is not None
+
+    def load(self) -> None:
+        from vllm import LLM
+
+        start = time.perf_counter()
+        where, gguf_file = resolve_weights(self.expert)
+        kwargs = {k: self.expert.engine_kwargs[k] for k in SHARED_KWARGS if k in self.expert.engine_kwargs}
+        kwargs.update(self.expert.vllm_kwargs)
+        if gguf_file:  # vLLM reads a GGUF file directly and needs the tokenizer named apart
+            kwargs.setdefault("tokenizer", self.expert.model)
+            where = os.path.join(where, gguf_file)
+        self.llm = LLM(model=where, seed=self.seed, **kwargs)
+        self.stats.loads += 1
+        self.stats.load_seconds += time.perf_counter() - start
+
+    def unload(self) -> None:
+        import torch
+        from vllm.distributed.parallel_state import (
+            destroy_distributed_environment,
+            destroy_model_parallel,
+        )
+
+        destroy_model_parallel()
+        destroy_distributed_environment()
+        engine = getattr(self.llm, "llm_engine", None)
+        if engine is not None and hasattr(engine, "model_executor"):
+            del engine.model_executor
+        self.llm = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            with contextlib.suppress(AssertionError, RuntimeError):
+                torch.distributed.destroy_process_group()
+
+    @staticmethod
+    def sampling_params(params: SamplingParams):
+        from vllm import SamplingParams as VSamplingParams
+
+        return VSamplingParams(
+            n=1,
+            temperature=params.temperature,
+            top_p=params.top_p if not params.greedy else 1.0,
+            max_tokens=params.max_tokens,
+            stop=list(params.stop) or None,
+            seed=params.seed,
+        )
+
+    def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
+        if not self.loaded:
+            self.load()
+        tokenizer = self.llm.get_tokenizer()
+        for start in range(0, len(requests), self.chunk_size):
+            chunk = requests[start : start + self.chunk_size]
+            began = time.perf_counter()
+            prompts = [
+                tokenizer.apply_chat_template(r.chat(), tokenize=False, add_generation_prompt=True)
+                for r in chunk
+            ]
+            outputs = self.llm.generate(
+                prompts, [self.sampling_params(r.params) for r in chunk], use_tqdm=True
+            )
+            for offset, output in enumerate(outputs):
+                best = output.outputs[0]
+                completion = Completion(
+                    text=best.text,
+                    num_tokens=len(best.token_ids),
+                    finish_reason="length" if best.finish_reason == "length" else "stop",
+                )
+                self.stats.calls += 1
+                self.stats.generated_tokens += completion.num_tokens
+                yield start + offset, completion
+            self.stats.generate_seconds += time.perf_counter() - began

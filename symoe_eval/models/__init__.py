@@ -1,0 +1,1 @@
+"""lm-eval model classes, registered lazily by symoe_eval.plugin."""

@@ -1,0 +1,117 @@
+"""What every symoe-eval lm-eval model shares: pool and engine arguments, request translation.
+
+Our models are generative and chat-based: the task's prompt becomes the user turn of each
+expert's own chat template, and only ``generate_until`` is supported.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from lm_eval.api.instance import Instance
+from lm_eval.api.model import LM
+from lm_eval.models.utils import normalize_gen_kwargs
+
+from symoe_eval.engines import Engine, GenerationRequest, SamplingParams, make_engine, pick_backend
+from symoe_eval.errors import SymoeError
+from symoe_eval.registry import ExpertSpec, Pool, cache_root, load_pool
+
+log = logging.getLogger(__name__)
+
+NO_CACHE = ("", "none", "off", "false")
+
+
+def default_pool(backend: str) -> str:
+    return "paper16" if backend == "vllm" else "tiny-cpu"
+
+
+def _optional(value: Any, kind: type):
+    return None if value in (None, "", "None", "none") else kind(value)
+
+
+class SymoeLM(LM):
+    """Base class: owns the pool, the engine factory and the generation cache location."""
+
+    def __init__(
+        self,
+        pool: str | None = None,
+        engine: str = "auto",
+        cache_dir: str | None = None,
+        seed: int = 0,
+        temperature: float | None = None,
+        max_gen_toks: int | None = None,
+        batch_size: int | str = 8,
+        device: str | None = None,
+        **unused: Any,
+    ):
+        super().__init__()
+        ignored = {k: v for k, v in unused.items() if k not in ("max_batch_size",)}
+        if ignored:
+            raise SymoeError(f"{type(self).__name__}: unknown model_args {', '.join(sorted(ignored))}")
+        self.backend = pick_backend(engine)
+        self.pool: Pool = load_pool(pool or default_pool(self.backend))
+        self.seed = int(seed)
+        self.temperature = _optional(temperature, float)
+        self.max_gen_toks = _optional(max_gen_toks, int)
+        self.batch_size = 8 if str(batch_size).startswith("auto") else int(batch_size)
+        self.torch_device = device if device not in (None, "", "auto") else None
+        self.cache_dir = self._cache_dir(cache_dir)
+
+    def _cache_dir(self, given: str | None) -> Path | None:
+        if given is not None and str(given).lower() in NO_CACHE:
+            return None
+        return Path(given).expanduser() if given else cache_root() / "generations" / self.pool.name
+
+    def engine_for(self, expert: ExpertSpec) -> Engine:
+        return make_engine(
+            expert,
+            self.backend,
+            cache_dir=self.cache_dir,
+            batch_size=self.batch_size,
+            device=self.torch_device,
+            seed=self.seed,
+        )
+
+    def sampling_for(self, expert: ExpertSpec, gen_kwargs: dict | None = None) -> SamplingParams:
+        """Model args win; then the task's gen_kwargs; a reasoning expert keeps its own budget."""
+        budget = expert.generation.max_gen_toks
+        kwargs = normalize_gen_kwargs(dict(gen_kwargs or {}), budget) if gen_kwargs else {}
+        temperature = kwargs.get("temperature", expert.generation.temperature)
+        max_tokens = kwargs.get("max_gen_toks", budget)
+        if expert.reasoning:
+            max_tokens = max(max_tokens, budget)
+        return SamplingParams(
+            temperature=self.temperature if self.temperature is not None else float(temperature),
+            top_p=float(kwargs.get("top_p", expert.generation.top_p)),
+            max_tokens=self.max_gen_toks or int(max_tokens),
+            stop=tuple(kwargs.get("until", ())),
+            seed=self.seed,
+        )
+
+    @staticmethod
+    def sample_indices(requests: list[Instance]) -> list[int]:
+        """lm-eval sends ``repeats`` copies of a request; number them so each is its own sample."""
+        seen: Counter = Counter()
+        out = []
+        for req in requests:
+            key = (req.task_name, req.doc_id, req.idx)
+            out.append(seen[key])
+            seen[key] += 1
+        return out
+
+    @staticmethod
+    def as_request(context: str, params: SamplingParams, sample_index: int) -> GenerationRequest:
+        return GenerationRequest.user(context, params, sample_index)
+
+    # lm-eval's likelihood API does not apply: experts are chat models sampled for reasoning.
+    def loglikelihood(self, requests, disable_tqdm: bool = False):
+        raise SymoeError(
+            f"{type(self).__name__} is generative only: use generate_until tasks such as symoe_gpqa"
+        )
+
+    def loglikelihood_rolling(self, requests, disable_tqdm: bool = False):
+        return self.loglikelihood(requests, disable_tqdm)
+

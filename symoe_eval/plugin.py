@@ -1,0 +1,75 @@
+"""What symoe-eval adds to lm-eval: model names and a task folder.
+
+Called by the start-up hook (:mod:`symoe_eval._hook`) right after lm-eval's registry and task
+manager modules are executed, and by the ``symoe-eval`` console script directly. Both paths are
+idempotent.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import inspect
+from pathlib import Path
+
+# Lazy "module:Class" entries: lm-eval imports them only when the name is asked for.
+MODELS = {
+    "symoe": "symoe_eval.models.symoe:SymbolicMoE",
+    "symoe_expert": "symoe_eval.models.expert:ExpertLM",
+}
+
+
+def _package_dir(name: str) -> Path:
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"symoe-eval is installed without its {name} folder; reinstall it")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def tasks_dir() -> Path:
+    return _package_dir("symoe_eval.tasks")
+
+
+def registry_dir() -> Path:
+    return _package_dir("symoe_eval.model_registry")
+
+
+def on_registry_imported(registry_module) -> None:
+    # lm-eval fills its registry with its built-in models only when the registry is empty at the
+    # first lookup; registering ours first would hide `hf`, `vllm`, ... So fill it first.
+    import lm_eval.models  # noqa: F401  (cheap: registers lazy strings)
+
+    for name, target in MODELS.items():
+        if name not in registry_module.model_registry:
+            registry_module.model_registry.register(name, target=target)
+
+
+def on_task_manager_imported(manager_module) -> None:
+    cls = manager_module.TaskManager
+    original = cls.__init__
+    if getattr(original, "_symoe_patched", False):
+        return
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def __init__(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        if bound.arguments.get("include_defaults", True):
+            # Ours come right after lm-eval's built-ins, so a user's --include_path still wins.
+            user = bound.arguments.get("include_path") or []
+            user = list(user) if isinstance(user, (list, tuple)) else [user]
+            bound.arguments["include_path"] = [str(tasks_dir()), *user]
+        original(*bound.args, **bound.kwargs)
+
+    __init__._symoe_patched = True
+    cls.__init__ = __init__
+
+
+def activate() -> None:
+    """Register everything now, without relying on the .pth start-up hook."""
+    import lm_eval.api.registry
+    import lm_eval.tasks.manager
+
+    on_registry_imported(lm_eval.api.registry)
+    on_task_manager_imported(lm_eval.tasks.manager)

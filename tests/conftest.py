@@ -1,0 +1,37 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("SYMOE_TEST_DATA_DIR", REPO.parent / "shared" / "data" / "symoe_splits"))
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not (DATA_DIR / "GPQA_test.json").is_file():
+        if os.environ.get("SYMOE_REQUIRE_DATA"):
+            pytest.fail(f"benchmark splits missing at {DATA_DIR}")
+        pytest.skip(f"benchmark splits not found at {DATA_DIR} (set SYMOE_TEST_DATA_DIR)")
+    return DATA_DIR
+
+
+@pytest.fixture
+def isolated_cache(tmp_path, monkeypatch) -> Path:
+    """Point the symoe cache (assembled GGUF files, verified markers) at a temp folder."""
+    monkeypatch.setenv("SYMOE_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def run_cli(args, cwd, env_extra=None, timeout=900):
+    """Run a console script as a new user would: from ``cwd``, in a fresh process."""
+    env = {**os.environ, **(env_extra or {})}
+    exe = shutil.which(args[0]) or args[0]
+    return subprocess.run([exe, *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def python_exe() -> str:
+    return sys.executable

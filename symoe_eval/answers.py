@@ -16,12 +16,14 @@ THINK_END = "</think>"
 INVALID = "[invalid]"
 
 _OPTION = re.compile(r"\(([A-J])\)\s")
+# "answer is" in any case; a bare letter must be a capital (so "the answer is a ..." is no answer),
+# a letter in brackets may be either case.
 _ANSWER_IS = re.compile(
-    r"answer\s*(?:is|:)\s*[:\s]*\**\s*(?:option\s*)?[\(\[]?\s*([A-J])\s*[\)\]]?(?![A-Za-z])",
-    re.IGNORECASE,
+    r"(?i:answer\s*(?:is|:))\s*[:\s]*\**\s*(?i:option\s*)?"
+    r"(?:\(\s*([A-Ja-j])\s*\)|\[([A-Ja-j])\]|([A-J])(?![A-Za-z]))"
 )
 _PAREN_LETTER = re.compile(r"\(([A-J])\)")
-_LONE_LETTER = re.compile(r"^[\W_]*(?:option\s*)?([A-J])[\W_]*$", re.IGNORECASE)
+_LONE_LETTER = re.compile(r"^[\W_]*(?:(?i:option)\s*)?([A-J])[\W_]*$")
 _ANSWER_IS_FREE = re.compile(r"answer\s+is\s*[:\s]*\$?([^\n$]+?)\$?\s*\.?\s*$", re.IGNORECASE | re.MULTILINE)
 
 
@@ -63,7 +65,7 @@ def extract_choice(text: str, choices: str = "ABCD") -> str:
         return [c.upper() for c in found if c.upper() in choices]
 
     for found in (
-        allowed(_ANSWER_IS.findall(text)),
+        allowed(["".join(groups) for groups in _ANSWER_IS.findall(text)]),
         allowed([b] if (b := (last_boxed(text) or "").strip("() ")) and len(b) == 1 else []),
     ):
         if found:

@@ -65,6 +65,19 @@ def cmd_install_pool(args) -> int:
     return 0
 
 
+def cmd_profile(args) -> int:
+    from symoe_eval.profiling import build_profile
+
+    folder = build_profile(
+        args.pool, args.task, limit=args.limit, data_dir=args.data_dir, profiles_root=args.profiles,
+        cache_dir=args.cache_dir, engine=args.engine, max_gen_toks=args.max_gen_toks,
+        samples=args.samples, seed=args.seed, batch_size=args.batch_size,
+    )
+    print((folder / "report.md").read_text())
+    print(f"profile written to {folder}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symoe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -74,6 +87,19 @@ def build_parser() -> argparse.ArgumentParser:
     install.add_argument("pool")
     install.add_argument("--dry-run", action="store_true", help="print the pip command only")
     install.set_defaults(func=cmd_install_pool)
+    profile = sub.add_parser("profile", help="build a task's expert profiles and choose its aggregator")
+    profile.add_argument("--pool", required=True)
+    profile.add_argument("--task", required=True, help="e.g. symoe_gpqa (its _val twin is used)")
+    profile.add_argument("--limit", type=int, help="first N validation questions only")
+    profile.add_argument("--data-dir", help="the authors' data folder (default: $SYMOE_DATA_DIR, else the hub)")
+    profile.add_argument("--profiles", help="profiles root (default: model_registry/profiles)")
+    profile.add_argument("--cache-dir", help="generation cache (default: ~/.cache/symoe_eval/generations/<pool>)")
+    profile.add_argument("--engine", default="auto", choices=["auto", "hf", "vllm"])
+    profile.add_argument("--max-gen-toks", type=int, help="cap every answer (default: the task's)")
+    profile.add_argument("--samples", type=int, default=1, help="answers per expert and question")
+    profile.add_argument("--seed", type=int, default=0)
+    profile.add_argument("--batch-size", type=int, default=8)
+    profile.set_defaults(func=cmd_profile)
     return parser
 
 

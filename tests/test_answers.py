@@ -34,6 +34,8 @@ MC_CASES = [
     ("mmlu-pro letter J", "The answer is (J)", MC10, "J"),
     ("article not a letter", "The answer is A bit unclear, but (C) fits.\nThe answer is (C)", MC4, "C"),
     ("word starting with letter", "The answer is Because of X", MC4, INVALID),
+    ("article after answer is", "The answer is (D) 1 eV.\nSince the answer is a negative number, no.", MC4, "D"),
+    ("lowercase article alone", "Answer: a guess at best", MC4, INVALID),
     ("think prefix ignored", "<think>The answer is (A)... no</think>\nThe answer is (D)", MC4, "D"),
     ("unclosed think", "<think>The answer is (A) maybe", MC4, INVALID),
 ]

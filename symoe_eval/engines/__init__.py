@@ -28,6 +28,7 @@ __all__ = [
     "SamplingParams",
     "make_engine",
     "pick_backend",
+    "sampling_for",
     "truncate_at_stop",
 ]
 
@@ -65,3 +66,28 @@ def make_engine(
     if cache_dir:
         engine = CachedEngine(engine, GenerationCache(cache_dir))
     return engine
+
+
+def sampling_for(
+    expert: ExpertSpec,
+    gen_kwargs: dict | None = None,
+    temperature: float | None = None,
+    max_tokens: int | None = None,
+    seed: int | None = None,
+) -> SamplingParams:
+    """Sampling for one call: explicit overrides win, then the task's gen_kwargs, then the
+    expert's registry defaults; a reasoning expert never gets less than its own token budget."""
+    from lm_eval.models.utils import normalize_gen_kwargs
+
+    budget = expert.generation.max_gen_toks
+    kwargs = normalize_gen_kwargs(dict(gen_kwargs), budget) if gen_kwargs else {}
+    task_tokens = int(kwargs.get("max_gen_toks", budget))
+    if expert.reasoning:
+        task_tokens = max(task_tokens, budget)
+    return SamplingParams(
+        temperature=float(temperature if temperature is not None else kwargs.get("temperature", expert.generation.temperature)),
+        top_p=float(kwargs.get("top_p", expert.generation.top_p)),
+        max_tokens=int(max_tokens or task_tokens),
+        stop=tuple(kwargs.get("until", ())),
+        seed=seed,
+    )

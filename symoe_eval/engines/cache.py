@@ -99,6 +99,11 @@ class CachedEngine(Engine):
         if self.inner.loaded:
             self.inner.unload()
 
+    def pending(self, requests: Sequence[GenerationRequest]) -> int:
+        """How many of ``requests`` would reach the model."""
+        entries = self.cache.entries(self.expert.name)
+        return sum(request_key(self.inner, r) not in entries for r in requests)
+
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         keys = [request_key(self.inner, r) for r in requests]
         misses = []

@@ -13,9 +13,15 @@ from typing import Any
 
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
-from lm_eval.models.utils import normalize_gen_kwargs
 
-from symoe_eval.engines import Engine, GenerationRequest, SamplingParams, make_engine, pick_backend
+from symoe_eval.engines import (
+    Engine,
+    GenerationRequest,
+    SamplingParams,
+    make_engine,
+    pick_backend,
+    sampling_for,
+)
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec, Pool, cache_root, load_pool
 
@@ -76,20 +82,7 @@ class SymoeLM(LM):
         )
 
     def sampling_for(self, expert: ExpertSpec, gen_kwargs: dict | None = None) -> SamplingParams:
-        """Model args win; then the task's gen_kwargs; a reasoning expert keeps its own budget."""
-        budget = expert.generation.max_gen_toks
-        kwargs = normalize_gen_kwargs(dict(gen_kwargs or {}), budget) if gen_kwargs else {}
-        temperature = kwargs.get("temperature", expert.generation.temperature)
-        max_tokens = kwargs.get("max_gen_toks", budget)
-        if expert.reasoning:
-            max_tokens = max(max_tokens, budget)
-        return SamplingParams(
-            temperature=self.temperature if self.temperature is not None else float(temperature),
-            top_p=float(kwargs.get("top_p", expert.generation.top_p)),
-            max_tokens=self.max_gen_toks or int(max_tokens),
-            stop=tuple(kwargs.get("until", ())),
-            seed=self.seed,
-        )
+        return sampling_for(expert, gen_kwargs, self.temperature, self.max_gen_toks, self.seed)
 
     @staticmethod
     def sample_indices(requests: list[Instance]) -> list[int]:

@@ -1,0 +1,173 @@
+"""Expert profiles: per-keyword scores from validation answers, and the task's aggregator.
+
+The builders are pure (they take keywords and correctness, not models); ``TaskProfile`` is what
+``symoe profile`` writes and the ``symoe`` model reads, as JSON with its provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+from symoe_eval.errors import SymoeError
+
+PROFILE_FILE = "profile.json"
+REPORT_FILE = "report.md"
+
+
+@dataclass
+class ExpertProfile:
+    """+1 per keyword of each validation question the expert got right, -1 per wrong one."""
+
+    expert: str
+    scores: dict[str, int]
+    accuracy: float = 0.0
+
+    @property
+    def strength(self) -> int:
+        return sum(self.scores.values())
+
+
+@dataclass
+class TaskProfile:
+    task: str
+    pool: str
+    experts: dict[str, ExpertProfile]
+    aggregator: str
+    aggregator_scores: dict[str, float] = field(default_factory=dict)
+    aggregator_choice: str = "synthetic aggregation set"
+    keywords: list[str] = field(default_factory=list)  # the profile vocabulary
+    provenance: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        for name, profile in self.experts.items():
+            data["experts"][name]["strength"] = profile.strength
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TaskProfile":
+        experts = {
+            name: ExpertProfile(name, {k: int(v) for k, v in e["scores"].items()}, e.get("accuracy", 0.0))
+            for name, e in data["experts"].items()
+        }
+        fields_ = {k: data[k] for k in ("task", "pool", "aggregator") }
+        optional = ("aggregator_scores", "aggregator_choice", "keywords", "provenance")
+        return cls(experts=experts, **fields_, **{k: data[k] for k in optional if k in data})
+
+
+def build_expert_profiles(
+    keywords: Sequence[Sequence[str]], correct: dict[str, Sequence[Sequence[bool]]]
+) -> dict[str, ExpertProfile]:
+    """``correct[expert][question]`` lists the correctness of each sampled answer (one by default)."""
+    profiles = {}
+    for expert, per_question in correct.items():
+        scores: dict[str, int] = {}
+        hits = total = 0
+        for question_keywords, outcomes in zip(keywords, per_question):
+            for ok in outcomes:
+                hits += ok
+                total += 1
+                for keyword in question_keywords:
+                    scores[keyword] = scores.get(keyword, 0) + (1 if ok else -1)
+        profiles[expert] = ExpertProfile(expert, scores, hits / total if total else 0.0)
+    return profiles
+
+
+@dataclass(frozen=True)
+class AggregationItem:
+    """One synthetic aggregation question: shuffled chains, exactly one of them correct."""
+
+    question_index: int
+    responses: tuple[str, ...]
+    correct_position: int
+
+
+def build_aggregation_set(
+    responses: Sequence[Sequence[tuple[str, bool]]], seed: int = 0, wrong: int = 2
+) -> list[AggregationItem]:
+    """For each question with at least one correct and ``wrong`` incorrect answers among all the
+    experts' answers, draw one correct and ``wrong`` incorrect chains and shuffle them; questions
+    without such answers are skipped."""
+    rng = random.Random(seed)
+    items = []
+    for index, answers in enumerate(responses):
+        right = [text for text, ok in answers if ok]
+        bad = [text for text, ok in answers if not ok]
+        if not right or len(bad) < wrong:
+            continue
+        chosen = [rng.choice(right), *rng.sample(bad, wrong)]
+        order = list(range(len(chosen)))
+        rng.shuffle(order)
+        items.append(AggregationItem(index, tuple(chosen[i] for i in order), order.index(0)))
+    return items
+
+
+def choose_aggregator(scores: dict[str, float], profiles: dict[str, ExpertProfile]) -> str:
+    """Best synthetic-set accuracy; ties go to the globally stronger expert, then the name."""
+    return max(scores, key=lambda e: (scores[e], profiles[e].strength, e))
+
+
+# ---------------------------------------------------------------- files
+
+
+def profile_dir(root: Path, pool: str, task: str) -> Path:
+    return Path(root) / pool / task
+
+
+def save_profile(profile: TaskProfile, root: Path, report: str) -> Path:
+    folder = profile_dir(root, profile.pool, profile.task)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / PROFILE_FILE).write_text(json.dumps(profile.to_json(), indent=1, sort_keys=True))
+    (folder / REPORT_FILE).write_text(report)
+    return folder
+
+
+def base_task(task: str) -> str:
+    """``symoe_gpqa_val`` and ``symoe_gpqa_sc`` route with ``symoe_gpqa``'s profile."""
+    for suffix in ("_val", "_sc"):
+        if task.endswith(suffix):
+            return task[: -len(suffix)]
+    return task
+
+
+def load_profile(root: Path, pool: str, task: str) -> TaskProfile:
+    for name in dict.fromkeys((task, base_task(task))):
+        path = profile_dir(root, pool, name) / PROFILE_FILE
+        if path.is_file():
+            try:
+                return TaskProfile.from_json(json.loads(path.read_text()))
+            except (ValueError, KeyError, TypeError) as err:
+                raise SymoeError(f"{path} is not a valid profile ({err}); rebuild it with symoe profile") from None
+    raise SymoeError(
+        f"no profile for task '{base_task(task)}' and pool '{pool}' under {root}; build it with: "
+        f"symoe profile --pool {pool} --task {base_task(task)} --profiles {root}"
+    )
+
+
+def render_report(profile: TaskProfile) -> str:
+    lines = [
+        f"# Profile: {profile.task} on pool {profile.pool}",
+        "",
+        f"Built {profile.provenance.get('date', '?')} from {profile.provenance.get('questions', '?')} validation "
+        f"questions (split hash {str(profile.provenance.get('split_hash', '?'))[:12]}, seed "
+        f"{profile.provenance.get('seed', '?')}); keyword model {profile.provenance.get('keyword_model', '?')}.",
+        "",
+        "| expert | validation accuracy | strength | top keywords | weakest keywords | as aggregator |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, expert in sorted(profile.experts.items(), key=lambda kv: -kv[1].strength):
+        ranked = sorted(expert.scores.items(), key=lambda kv: (-kv[1], kv[0]))
+        top = ", ".join(f"{k} ({v:+d})" for k, v in ranked[:3])
+        low = ", ".join(f"{k} ({v:+d})" for k, v in ranked[::-1][:3])
+        agg = profile.aggregator_scores.get(name)
+        lines.append(
+            f"| {name} | {expert.accuracy:.1%} | {expert.strength:+d} | {top} | {low} | "
+            f"{'' if agg is None else f'{agg:.1%}'} |"
+        )
+    lines += ["", f"Aggregator: **{profile.aggregator}** ({profile.aggregator_choice}).",
+              f"Profile vocabulary: {len(profile.keywords)} keywords."]
+    return "\n".join(lines) + "\n"

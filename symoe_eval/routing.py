@@ -1,0 +1,153 @@
+"""Routing: map a question's keywords onto a profile's vocabulary and recruit k experts.
+
+Everything here is a pure function of its inputs (plus a seeded ``random.Random``) except
+:class:`SentenceEmbedder`, the one place that loads the embedding model.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from symoe_eval.profiles import TaskProfile
+
+STRENGTH_TEMPERATURE = 0.5
+ROUTING_MODES = ("instance", "task", "random")
+
+
+@dataclass
+class Route:
+    """Who answers one question, and why."""
+
+    task: str
+    doc_id: int
+    keywords: list[str]
+    mapped: list[str]
+    experts: list[str]
+    fallback: str | None = None  # why the keyword-based route was not used
+    weights: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- keyword mapping
+
+
+def nearest(query: np.ndarray, vocab: np.ndarray) -> list[int]:
+    """Index of the most cosine-similar vocabulary row for each query row."""
+    q = query / np.clip(np.linalg.norm(query, axis=1, keepdims=True), 1e-12, None)
+    v = vocab / np.clip(np.linalg.norm(vocab, axis=1, keepdims=True), 1e-12, None)
+    return list(np.argmax(q @ v.T, axis=1))
+
+
+def map_keywords(
+    keywords: Sequence[str], vocab: Sequence[str], embed: Callable[[list[str]], np.ndarray]
+) -> list[str]:
+    """Each keyword onto its nearest profile keyword (itself when it is in the vocabulary)."""
+    if not keywords or not vocab:
+        return []
+    known = set(vocab)
+    unknown = [k for k in keywords if k not in known]
+    mapped = {k: k for k in keywords if k in known}
+    if unknown:
+        picks = nearest(embed(unknown), embed(list(vocab)))
+        mapped.update({k: vocab[i] for k, i in zip(unknown, picks)})
+    return list(dict.fromkeys(mapped[k] for k in keywords))
+
+
+class SentenceEmbedder:
+    """sentence-transformers model, loaded on first use, with a per-text cache."""
+
+    def __init__(self, model_path: str, device: str = "cpu"):
+        self.model_path = model_path
+        self.device = device
+        self._model = None
+        self._cache: dict[str, np.ndarray] = {}
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            if self._model is None:
+                from sentence_transformers import SentenceTransformer
+
+                self._model = SentenceTransformer(self.model_path, device=self.device)
+            vectors = self._model.encode(missing, batch_size=256, show_progress_bar=False)
+            self._cache.update(zip(missing, np.asarray(vectors)))
+        return np.stack([self._cache[t] for t in texts])
+
+
+# ---------------------------------------------------------------- recruitment
+
+
+def normalized_strengths(strengths: dict[str, float], temperature: float = STRENGTH_TEMPERATURE) -> dict[str, float]:
+    """Global strengths shifted to be positive (when any is negative), raised to 1/T, normalized."""
+    names = sorted(strengths)
+    low = min(strengths[n] for n in names)
+    shifted = [strengths[n] - low + 1 if low < 0 else strengths[n] for n in names]
+    scaled = [max(s, 0.0) ** (1 / temperature) for s in shifted]
+    total = sum(scaled)
+    if total == 0:
+        return {n: 1 / len(names) for n in names}
+    return {n: s / total for n, s in zip(names, scaled)}
+
+
+def keyword_sums(profile: TaskProfile, keywords: Sequence[str]) -> dict[str, int]:
+    """Each expert's summed score over the keywords its profile has seen."""
+    sums: dict[str, int] = {}
+    for keyword in keywords:
+        for name, expert in profile.experts.items():
+            if keyword in expert.scores:
+                sums[name] = sums.get(name, 0) + expert.scores[keyword]
+    return sums
+
+
+def recruitment_weights(sums: dict[str, int], strengths: dict[str, float]) -> dict[str, float]:
+    """Experts with a positive sum (or, if none, every sum shifted positive) weighted by
+    sum x normalized strength, as probabilities."""
+    if not sums:
+        return {}
+    positive = {e: s for e, s in sums.items() if s > 0}
+    if not positive:
+        low = min(sums.values())
+        positive = {e: s - low + 1 for e, s in sums.items()}
+    raw = {e: s * strengths.get(e, 0.0) for e, s in positive.items()}
+    total = sum(raw.values())
+    if total == 0:  # every candidate has zero strength: fall back to their sums alone
+        raw, total = dict(positive), sum(positive.values())
+    return {e: w / total for e, w in sorted(raw.items())}
+
+
+def strongest(profile: TaskProfile, k: int) -> list[str]:
+    ranked = sorted(profile.experts, key=lambda e: (-profile.experts[e].strength, e))
+    return [ranked[i % len(ranked)] for i in range(k)]
+
+
+def route(
+    profile: TaskProfile,
+    task: str,
+    doc_id: int,
+    keywords: list[str],
+    mapped: list[str],
+    k: int,
+    rng: random.Random,
+    mode: str = "instance",
+) -> Route:
+    """Recruit ``k`` experts (with replacement) for one question."""
+    if mode == "task":
+        return Route(task, doc_id, keywords, mapped, strongest(profile, k))
+    if mode == "random":
+        names = sorted(profile.experts)
+        return Route(task, doc_id, keywords, mapped, rng.choices(names, k=k))
+    weights = recruitment_weights(keyword_sums(profile, mapped), normalized_strengths(
+        {n: e.strength for n, e in profile.experts.items()}))
+    if not weights:
+        return Route(task, doc_id, keywords, mapped, strongest(profile, k), fallback="no usable keyword")
+    names = list(weights)
+    experts = rng.choices(names, weights=[weights[n] for n in names], k=k)
+    return Route(task, doc_id, keywords, mapped, experts, weights=weights)
+
+
+def question_rng(seed: int, task: str, doc_id: int, repeat: int = 0) -> random.Random:
+    """A generator per question, so routing does not depend on request order or batching."""
+    return random.Random(f"{seed}:{task}:{doc_id}:{repeat}")

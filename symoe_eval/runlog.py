@@ -1,0 +1,63 @@
+"""Routing logs and run summaries, written next to lm-eval's own outputs.
+
+One jsonlines row per question (task, doc_id, keywords, experts, responses, final answer) and one
+JSON summary per run (model loads, calls and tokens per model, time per stage), so leaderboards
+can put cost beside accuracy.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import jsonlines
+
+from symoe_eval.registry import cache_root
+
+log = logging.getLogger(__name__)
+
+
+def lm_eval_output_path(argv: list[str] | None = None) -> Path | None:
+    """The ``--output_path`` of the running ``lm_eval`` command, if any (a .json path means its folder)."""
+    argv = sys.argv if argv is None else argv
+    for i, arg in enumerate(argv):
+        value = None
+        if arg in ("--output_path", "-o") and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith("--output_path="):
+            value = arg.split("=", 1)[1]
+        if value:
+            path = Path(value).expanduser()
+            return path.parent if path.suffix == ".json" else path
+    return None
+
+
+class RunLog:
+    def __init__(self, folder: Path, stem: str):
+        self.folder = folder
+        self.rows_path = folder / f"routing_{stem}.jsonl"
+        self.summary_path = folder / f"routing_summary_{stem}.json"
+        self.rows: list[dict] = []
+
+    @classmethod
+    def open(cls, log_dir: str | None, method: str, pool: str) -> "RunLog":
+        folder = Path(log_dir).expanduser() if log_dir else lm_eval_output_path() or cache_root() / "runs"
+        stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
+        return cls(folder, f"{method}_{pool}_{stamp}")
+
+    def record(self, row: dict) -> None:
+        self.rows.append(row)
+
+    def finish(self, summary: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with jsonlines.open(self.rows_path, mode="w") as writer:
+            writer.write_all(self.rows)
+        summary = {**summary, "routing_log": str(self.rows_path)}
+        self.summary_path.write_text(json.dumps(summary, indent=1))
+        loads = ", ".join(f"{m} x{s['loads']}" for m, s in summary.get("models", {}).items())
+        stages = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in summary.get("stages", []))
+        log.info("routing log: %s", self.rows_path)
+        print(f"[symoe-eval] model loads: {loads}; stages: {stages}; log: {self.rows_path}", file=sys.stderr)

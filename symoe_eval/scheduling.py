@@ -1,0 +1,139 @@
+"""Expert-grouped execution: plan every call of a stage, group by model, load each model once.
+
+Stages run in order (keywords, experts, aggregation, or a baseline's rounds). Within a stage the
+groups are ordered so that a model already loaded goes first and a model the next stage needs
+goes last; with ``max_loaded`` > 1 a model needed again later stays resident, and when room is
+needed the loaded model whose next use is farthest away is unloaded (Belady's rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Hashable, Sequence
+
+from tqdm import tqdm
+
+from symoe_eval.engines import CachedEngine, Completion, Engine, GenerationRequest
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Call:
+    key: Hashable  # the caller's handle for the result
+    expert: str
+    request: GenerationRequest
+
+
+@dataclass
+class StageReport:
+    name: str
+    seconds: float = 0.0
+    calls: int = 0
+    order: list[str] = field(default_factory=list)
+
+
+def order_groups(models: Sequence[str], loaded: Sequence[str], later: Sequence[str]) -> list[str]:
+    """Loaded models first (most recently loaded first), then the rest by name, then the models
+    the next stage needs, the one it needs first placed last."""
+    first = [m for m in reversed(loaded) if m in models]
+    last = [m for m in reversed(list(dict.fromkeys(later))) if m in models and m not in first]
+    middle = sorted(m for m in models if m not in first and m not in last)
+    return first + middle + last
+
+
+def pick_victim(loaded: Sequence[str], upcoming: Sequence[str]) -> str:
+    """The loaded model used farthest in the future (or never)."""
+    def next_use(model: str) -> int:
+        return upcoming.index(model) if model in upcoming else len(upcoming)
+
+    return max(loaded, key=lambda m: (next_use(m), m))
+
+
+class Scheduler:
+    def __init__(self, engine_factory: Callable[[str], Engine], max_loaded: int = 1, progress: bool = True):
+        self.engine_factory = engine_factory
+        self.max_loaded = max(1, int(max_loaded))
+        self.progress = progress
+        self.engines: dict[str, Engine] = {}
+        self.stages: list[StageReport] = []
+        self._loaded_order: list[str] = []  # models currently loaded, oldest first
+
+    def engine(self, model: str) -> Engine:
+        if model not in self.engines:
+            self.engines[model] = self.engine_factory(model)
+        return self.engines[model]
+
+    def _sync_loaded(self) -> None:
+        self._loaded_order = [m for m in self._loaded_order if self.engines[m].loaded]
+        self._loaded_order += [m for m, e in self.engines.items() if e.loaded and m not in self._loaded_order]
+
+    def _needs_load(self, model: str, requests: list[GenerationRequest]) -> bool:
+        engine = self.engine(model)
+        if engine.loaded:
+            return False
+        return not isinstance(engine, CachedEngine) or engine.pending(requests) > 0
+
+    def _make_room(self, model: str, upcoming: list[str]) -> None:
+        self._sync_loaded()
+        while len(self._loaded_order) >= self.max_loaded:
+            victim = pick_victim([m for m in self._loaded_order if m != model], upcoming)
+            self.engines[victim].unload()
+            self._loaded_order.remove(victim)
+
+    def run(self, stage: str, calls: Sequence[Call], later: Sequence[str] = ()) -> dict[Hashable, Completion]:
+        """Run every call of one stage; ``later`` names the models the following stages need."""
+        started = time.perf_counter()
+        groups: dict[str, list[Call]] = {}
+        for call in calls:
+            groups.setdefault(call.expert, []).append(call)
+        self._sync_loaded()
+        order = order_groups(list(groups), self._loaded_order, later)
+        report = StageReport(stage, calls=len(calls), order=order)
+        results: dict[Hashable, Completion] = {}
+        for position, model in enumerate(order):
+            group = groups[model]
+            requests = [c.request for c in group]
+            if self._needs_load(model, requests):
+                self._make_room(model, order[position + 1 :] + list(later))
+            engine = self.engine(model)
+            with tqdm(total=len(group), desc=f"{stage}: {model}", disable=not self.progress, leave=False) as bar:
+                for i, completion in engine.iter_generate(requests):
+                    results[group[i].key] = completion
+                    bar.update(1)
+            self._sync_loaded()
+        report.seconds = time.perf_counter() - started
+        self.stages.append(report)
+        log.info("stage %s: %d calls over %s in %.1fs", stage, len(calls), order, report.seconds)
+        return results
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            if engine.loaded:
+                engine.unload()
+        self._loaded_order = []
+
+    def summary(self) -> dict:
+        models = {
+            name: {
+                "loads": e.stats.loads,
+                "calls": e.stats.calls,
+                "cached_calls": e.stats.cached_calls,
+                "generated_tokens": e.stats.generated_tokens,
+                "load_seconds": round(e.stats.load_seconds, 2),
+                "generate_seconds": round(e.stats.generate_seconds, 2),
+                "truncated_prompts": e.stats.truncated_prompts,
+            }
+            for name, e in sorted(self.engines.items())
+        }
+        return {
+            "models": models,
+            "total_loads": sum(m["loads"] for m in models.values()),
+            "distinct_models_loaded": sum(1 for m in models.values() if m["loads"]),
+            "stages": [
+                {"name": s.name, "seconds": round(s.seconds, 2), "calls": s.calls, "order": s.order}
+                for s in self.stages
+            ],
+        }

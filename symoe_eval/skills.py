@@ -1,0 +1,65 @@
+"""Skill annotation: asking the keyword model which skills a question needs, and reading its answer.
+
+Pure functions; the keyword model itself is called through the scheduler like any expert.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Iterable, Sequence
+
+KEYWORD_SAMPLES = 5
+MAX_KEYWORD_LENGTH = 20
+
+KEYWORD_INSTRUCTION = (
+    "What are the core knowledge, subjects or skills needed to solve this problem? "
+    "List 2-5 keywords separated in comma. "
+    "Example keywords: psychology, virology, behavioral theory, microbiology, "
+    "diplomacy, political science, property law, finance, business. "
+    "Give ONLY the keywords, no other words or explanation. "
+    "Follow this format: Keywords: <keyword1>, <keyword2>..."
+)
+
+
+def keyword_prompt(question: str) -> str:
+    return f"Question: {question}\n{KEYWORD_INSTRUCTION}"
+
+
+def parse_keywords(text: str) -> list[str]:
+    """Keywords from one reply: the text after the last "Keywords:", split on commas and lines,
+    lower-cased, stripped of dots, bullets, quotes and markup."""
+    from symoe_eval.answers import strip_thinking
+
+    text = strip_thinking(text)
+    found = list(re.finditer(r"keywords?\s*:", text, re.IGNORECASE))
+    if found:
+        text = text[found[-1].end() :]
+    out = []
+    for piece in re.split(r"[,;\n]", text):
+        word = re.sub(r"^[\s\-\*\d\.\)\"'`<>]+|[\s\"'`<>\*]+$", "", piece).replace(".", "").strip().lower()
+        if word and word not in out:
+            out.append(word)
+    return out
+
+
+def consolidate(replies: Iterable[str]) -> list[str]:
+    """Keywords produced in more than one sampled reply, dropping any over 20 characters."""
+    counts = Counter(k for reply in replies for k in parse_keywords(reply) if len(k) <= MAX_KEYWORD_LENGTH)
+    return [k for k, n in counts.items() if n > 1]
+
+
+def annotate(scheduler, keyword_model: str, questions: Sequence[str], params, later: Sequence[str] = ()) -> dict[str, list[str]]:
+    """Keywords of every distinct question, from ``KEYWORD_SAMPLES`` sampled replies of the keyword
+    model, run as one stage of ``scheduler``."""
+    from symoe_eval.engines import GenerationRequest
+    from symoe_eval.scheduling import Call
+
+    texts = list(dict.fromkeys(questions))
+    calls = [
+        Call((text, s), keyword_model, GenerationRequest.user(keyword_prompt(text), params, s))
+        for text in texts
+        for s in range(KEYWORD_SAMPLES)
+    ]
+    replies = scheduler.run("keywords", calls, later)
+    return {text: consolidate(replies[(text, s)].text for s in range(KEYWORD_SAMPLES)) for text in texts}

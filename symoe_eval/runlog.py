@@ -7,10 +7,10 @@ can put cost beside accuracy.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
-import time
 from pathlib import Path
 
 import jsonlines
@@ -45,7 +45,7 @@ class RunLog:
     @classmethod
     def open(cls, log_dir: str | None, method: str, pool: str) -> "RunLog":
         folder = Path(log_dir).expanduser() if log_dir else lm_eval_output_path() or cache_root() / "runs"
-        stamp = time.strftime("%Y-%m-%dT%H-%M-%S")
+        stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
         return cls(folder, f"{method}_{pool}_{stamp}")
 
     def record(self, row: dict) -> None:

@@ -1,0 +1,113 @@
+"""Recruitment and keyword mapping, pure: weights, seeds, sampling distribution, fallbacks."""
+
+import random
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy.stats import chisquare
+
+from symoe_eval.profiles import ExpertProfile, TaskProfile
+from symoe_eval.routing import (
+    keyword_sums,
+    map_keywords,
+    normalized_strengths,
+    question_rng,
+    recruitment_weights,
+    route,
+    strongest,
+)
+
+
+def profile(scores: dict[str, dict[str, int]]) -> TaskProfile:
+    return TaskProfile("t", "p", {e: ExpertProfile(e, s) for e, s in scores.items()}, aggregator=next(iter(scores)),
+                       keywords=sorted({k for s in scores.values() for k in s}))
+
+
+PROFILE = profile({
+    "bio": {"biology": 5, "genetics": 3, "algebra": -4},
+    "math": {"biology": -3, "algebra": 6, "geometry": 2},
+    "weak": {"biology": -1, "algebra": -2, "geometry": -1},
+})
+
+
+def test_normalized_strengths_closed_form():
+    # strengths 4, 5, -4: shift by 4+1 -> 9, 10, 1; power 1/0.5 = 2 -> 81, 100, 1
+    got = normalized_strengths({"bio": 4, "math": 5, "weak": -4})
+    assert got == pytest.approx({"bio": 81 / 182, "math": 100 / 182, "weak": 1 / 182})
+    assert normalized_strengths({"a": 2, "b": 0}) == pytest.approx({"a": 1.0, "b": 0.0})  # no shift when none negative
+    assert normalized_strengths({"a": 0, "b": 0}) == {"a": 0.5, "b": 0.5}
+
+
+def test_weights_keep_positive_sums_times_strength():
+    sums = keyword_sums(PROFILE, ["biology", "genetics"])
+    assert sums == {"bio": 8, "math": -3, "weak": -1}
+    strengths = normalized_strengths({n: e.strength for n, e in PROFILE.experts.items()})
+    weights = recruitment_weights(sums, strengths)
+    assert list(weights) == ["bio"] and weights["bio"] == pytest.approx(1.0)
+
+
+def test_weights_shift_when_no_sum_is_positive():
+    sums = {"a": -5, "b": -1}
+    weights = recruitment_weights(sums, {"a": 0.5, "b": 0.5})
+    # shifted: a -> 1, b -> 5
+    assert weights == pytest.approx({"a": 1 / 6, "b": 5 / 6})
+
+
+def test_same_seed_same_routing_and_order_independence():
+    def routes(seed, order):
+        return [route(PROFILE, "t", d, [], ["biology", "algebra"], 3, question_rng(seed, "t", d)).experts for d in order]
+
+    assert routes(0, range(20)) == routes(0, range(20))
+    assert routes(0, range(20)) == list(reversed(routes(0, reversed(range(20)))))
+    assert routes(0, range(20)) != routes(1, range(20))
+
+
+def test_recruitment_sampling_matches_the_weights():
+    keywords = ["biology", "algebra", "geometry"]
+    strengths = normalized_strengths({n: e.strength for n, e in PROFILE.experts.items()})
+    weights = recruitment_weights(keyword_sums(PROFILE, keywords), strengths)
+    assert set(weights) == {"bio", "math"}
+    counts = Counter()
+    for doc in range(4000):
+        counts.update(route(PROFILE, "t", doc, [], keywords, 3, question_rng(7, "t", doc)).experts)
+    names = sorted(weights)
+    observed = [counts[n] for n in names]
+    expected = [weights[n] * 12000 for n in names]
+    assert counts["weak"] == 0
+    assert chisquare(observed, expected).pvalue > 0.001
+
+
+def test_no_usable_keyword_falls_back_to_the_strongest():
+    r = route(PROFILE, "t", 0, ["astrology"], [], 3, random.Random(0))
+    assert r.fallback == "no usable keyword"
+    assert r.experts == strongest(PROFILE, 3) == ["math", "bio", "weak"]
+    assert strongest(PROFILE, 5)[3:] == ["math", "bio"]  # cycles when k exceeds the pool
+
+
+def test_task_and_random_modes():
+    assert route(PROFILE, "t", 0, [], ["biology"], 2, random.Random(0), mode="task").experts == ["math", "bio"]
+    picks = Counter()
+    for doc in range(600):
+        picks.update(route(PROFILE, "t", doc, [], [], 1, question_rng(0, "t", doc), mode="random").experts)
+    assert set(picks) == {"bio", "math", "weak"} and min(picks.values()) > 150
+
+
+def fake_embed(texts):
+    """Deterministic 'embeddings': biology words near each other, math words near each other."""
+    axes = {"bio": 0, "gen": 0, "cell": 0, "alg": 1, "geo": 1, "equation": 1}
+    out = []
+    for t in texts:
+        v = np.full(3, 0.05)
+        for stem, axis in axes.items():
+            if stem in t:
+                v[axis] += 1.0
+        out.append(v)
+    return np.array(out)
+
+
+def test_keywords_map_to_their_nearest_profile_keyword():
+    vocab = ["biology", "algebra"]
+    assert map_keywords(["cell biology", "linear equations", "algebra"], vocab, fake_embed) == ["biology", "algebra"]
+    assert map_keywords([], vocab, fake_embed) == []
+    assert map_keywords(["x"], [], fake_embed) == []

@@ -1,0 +1,80 @@
+"""The expert-grouped scheduler with fake engines: one load per model, batching, residency."""
+
+import pytest
+
+from fakes import FakeEngine, expert
+from symoe_eval.engines import CachedEngine, GenerationCache, GenerationRequest
+from symoe_eval.scheduling import Call, Scheduler, order_groups, pick_victim
+
+
+@pytest.fixture(autouse=True)
+def clean_log():
+    FakeEngine.log.clear()
+    yield
+
+
+def scheduler(max_loaded=1, cache_dir=None):
+    def factory(name):
+        engine = FakeEngine(expert(name), batch_size=100)
+        return CachedEngine(engine, GenerationCache(cache_dir)) if cache_dir else engine
+
+    return Scheduler(factory, max_loaded=max_loaded, progress=False)
+
+
+def calls(stage, plan):
+    """plan: list of (question, expert) -> one call each."""
+    return [Call((stage, q, i), e, GenerationRequest.user(f"{stage} {q}", sample_index=i)) for i, (q, e) in enumerate(plan)]
+
+
+def loads():
+    return [name for event, name, _ in FakeEngine.log if event == "load"]
+
+
+def test_each_model_loaded_once_and_its_group_run_as_one_batch():
+    s = scheduler()
+    plan = [(q, e) for q in range(6) for e in ("b", "a", "c", "a")]  # interleaved per question
+    out = s.run("experts", calls("x", plan))
+    assert len(out) == 24
+    assert sorted(loads()) == ["a", "b", "c"]
+    generate = [(name, n) for event, name, n in FakeEngine.log if event == "generate"]
+    assert sorted(generate) == [("a", 12), ("b", 6), ("c", 6)]
+    assert s.summary()["total_loads"] == s.summary()["distinct_models_loaded"] == 3
+
+
+def test_order_puts_loaded_first_and_next_stage_models_last():
+    assert order_groups(["c", "a", "k", "z"], loaded=["k"], later=["z", "c"]) == ["k", "a", "c", "z"]
+    assert pick_victim(["a", "b", "c"], upcoming=["b", "a"]) == "c"
+    assert pick_victim(["a", "b"], upcoming=["b", "a"]) == "a"
+
+
+@pytest.mark.parametrize("max_loaded,keyword_model,aggregator,expected_loads", [
+    (1, "k", "agg", 3),   # distinct keyword model and aggregator: once each with one slot
+    (2, "k", "k", 2),     # keyword model = aggregator stays resident with two slots
+    (1, "k", "k", 3),     # ... and must be reloaded with one slot
+])
+def test_three_stage_run_loads(max_loaded, keyword_model, aggregator, expected_loads):
+    s = scheduler(max_loaded)
+    experts = sorted({keyword_model, aggregator, "e1"})
+    s.run("keywords", calls("kw", [(q, keyword_model) for q in range(3)]))
+    s.run("experts", calls("ex", [(q, e) for q in range(3) for e in experts]), later=[aggregator])
+    s.run("aggregation", calls("ag", [(q, aggregator) for q in range(3)]))
+    assert len(loads()) == expected_loads
+    assert len(set(loads())) == len(set(experts))
+
+
+def test_two_aggregators_stay_resident_with_two_slots():
+    s = scheduler(max_loaded=2)
+    s.run("keywords", calls("kw", [(0, "k")]))
+    s.run("experts", calls("ex", [(q, e) for q in range(2) for e in ("k", "a1", "a2", "e")]), later=["a1", "a2"])
+    s.run("aggregation", calls("ag", [(0, "a1"), (1, "a2")]))
+    assert sorted(loads()) == ["a1", "a2", "e", "k"]
+
+
+def test_fully_cached_groups_do_not_load(tmp_path):
+    plan = [(q, e) for q in range(3) for e in ("a", "b")]
+    scheduler(cache_dir=tmp_path).run("experts", calls("x", plan))
+    FakeEngine.log.clear()
+    again = scheduler(cache_dir=tmp_path)
+    out = again.run("experts", calls("x", plan))
+    assert len(out) == 6 and loads() == []
+    assert again.summary()["models"]["a"]["cached_calls"] == 3

@@ -1,0 +1,41 @@
+"""Keyword prompts, parsing and consolidation (no model)."""
+
+import pytest
+
+from symoe_eval.skills import KEYWORD_INSTRUCTION, consolidate, keyword_prompt, parse_keywords
+
+
+@pytest.mark.parametrize(
+    "reply,expected",
+    [
+        ("Keywords: Algebra, Number Theory.", ["algebra", "number theory"]),
+        ("keywords: organic chemistry,stereochemistry", ["organic chemistry", "stereochemistry"]),
+        ("Sure! Here they are.\nKeywords: physics, optics", ["physics", "optics"]),
+        ("Keywords:\n- genetics\n- molecular biology\n- 3. evolution", ["genetics", "molecular biology", "evolution"]),
+        ("Example keywords: psychology\nKeywords: law, ethics", ["law", "ethics"]),
+        ("probability, combinatorics", ["probability", "combinatorics"]),
+        ("<think>hmm: virology</think>Keywords: \"pharmacology\", anatomy", ["pharmacology", "anatomy"]),
+        ("Keywords: U.S. history, u.s. history", ["us history"]),
+        ("", []),
+    ],
+)
+def test_parse_keywords(reply, expected):
+    assert parse_keywords(reply) == expected
+
+
+def test_consolidate_keeps_keywords_said_more_than_once_and_short():
+    replies = [
+        "Keywords: algebra, geometry, quantum electrodynamics theory",
+        "Keywords: Algebra., calculus, quantum electrodynamics theory",
+        "Keywords: geometry",
+        "Keywords: trigonometry",
+        "Keywords: algebra",
+    ]
+    assert consolidate(replies) == ["algebra", "geometry"]  # >20 characters dropped even if repeated
+
+
+def test_prompt_is_the_papers():
+    prompt = keyword_prompt("What is 2+2?")
+    assert prompt.startswith("Question: What is 2+2?\nWhat are the core knowledge, subjects or skills")
+    assert prompt.endswith("Follow this format: Keywords: <keyword1>, <keyword2>...")
+    assert "List 2-5 keywords separated in comma." in KEYWORD_INSTRUCTION

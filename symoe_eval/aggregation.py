@@ -21,7 +21,30 @@ AGGREGATE_INSTRUCTION = (
 def aggregate_prompt(question_prompt: str, responses: Sequence[str]) -> str:
     """Instruction, then ``### Model i's response:`` blocks (``<think>`` parts stripped), then the
     original question prompt, as the paper authors' aggregation step builds it."""
-    blocks = "".join(
-        f"### Model {i}'s response:\n{strip_thinking(r).strip()}\n\n" for i, r in enumerate(responses, 1)
-    )
+    blocks = "".join(f"### Model {i}'s response:\n{strip_thinking(r).strip()}\n\n" for i, r in enumerate(responses, 1))
     return f"{AGGREGATE_INSTRUCTION}\n\n{blocks}{question_prompt}"
+
+
+# Conservative characters-per-token for budgeting text before it reaches a tokenizer.
+CHARS_PER_TOKEN = 3
+DEFAULT_CONTEXT = 32768
+MIN_RESPONSE_CHARS = 200
+
+
+def response_budget(context_tokens: int | None, max_new_tokens: int, fixed_text: str, count: int) -> int:
+    """Characters each of ``count`` responses may keep so that the prompt plus ``max_new_tokens``
+    fits a ``context_tokens`` window (``fixed_text`` is the rest of the prompt)."""
+    free_tokens = (context_tokens or DEFAULT_CONTEXT) - max_new_tokens - len(fixed_text) // CHARS_PER_TOKEN - 64
+    return max(MIN_RESPONSE_CHARS, free_tokens * CHARS_PER_TOKEN // max(1, count))
+
+
+def fit_responses(responses: Sequence[str], budget_chars: int) -> tuple[list[str], int]:
+    """Keep the end of each over-long response (where its answer is); returns how many were cut."""
+    out, cut = [], 0
+    for text in responses:
+        text = strip_thinking(text).strip()
+        if len(text) > budget_chars:
+            text = "[...] " + text[-budget_chars:]
+            cut += 1
+        out.append(text)
+    return out, cut

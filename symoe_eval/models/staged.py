@@ -1,0 +1,126 @@
+"""What the multi-model methods share: symoe, moa and discussion run their calls in stages through
+one scheduler, read task profiles, budget long contexts, and write the same routing log and run
+summary, so their accuracy and cost compare fairly."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from symoe_eval.aggregation import aggregate_prompt, fit_responses, response_budget
+from symoe_eval.engines import GenerationRequest
+from symoe_eval.errors import SymoeError
+from symoe_eval.models.base import SymoeLM
+from symoe_eval.plugin import registry_dir
+from symoe_eval.profiles import TaskProfile, load_profile
+from symoe_eval.routing import strongest
+from symoe_eval.runlog import RunLog
+from symoe_eval.scheduling import Scheduler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Question:
+    """One lm-eval request: where it comes from, the task's prompt and the raw question."""
+
+    task: str
+    doc_id: int
+    repeat: int
+    prompt: str
+    text: str
+    gen_kwargs: dict
+
+    @property
+    def key(self) -> tuple:
+        return (self.task, self.doc_id, self.repeat)
+
+
+def parse_names(value: str | None) -> list[str]:
+    """Model lists inside --model_args (which splits on commas) use '|' or '+'."""
+    if not value:
+        return []
+    return [v.strip() for v in str(value).replace("+", "|").split("|") if v.strip()]
+
+
+class StagedLM(SymoeLM):
+    method = "staged"
+
+    def __init__(self, profiles: str | None = None, log_dir: str | None = None, max_loaded: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.profiles_root = profiles or str(registry_dir() / "profiles")
+        self.log_dir = log_dir
+        # Two resident models let a model needed at both ends of a run stay loaded (CPU / large GPU).
+        self.max_loaded = int(max_loaded) if max_loaded else (1 if self.backend == "vllm" else 2)
+        self.truncated_responses = 0
+
+    # ------------------------------------------------------------------ inputs
+
+    def questions(self, requests) -> list[Question]:
+        out = []
+        for req, repeat in zip(requests, self.sample_indices(requests)):
+            doc = req.doc or {}
+            if "question" not in doc:
+                raise SymoeError(f"task {req.task_name} docs carry no 'question' field; {self.method} needs the raw question")
+            out.append(Question(req.task_name, req.doc_id, repeat, req.args[0], doc["question"], dict(req.args[1])))
+        return out
+
+    def task_profiles(self, tasks: Sequence[str]) -> dict[str, TaskProfile]:
+        profiles = {t: load_profile(self.profiles_root, self.pool.name, t) for t in tasks}
+        for task, profile in profiles.items():
+            unknown = sorted(set(profile.experts) - set(self.pool.experts))
+            if unknown:
+                raise SymoeError(
+                    f"profile for {task} names experts not in pool '{self.pool.name}': {', '.join(unknown)}; rebuild it"
+                )
+        return profiles
+
+    def team(self, given: str | None, profile: TaskProfile, size: int) -> list[str]:
+        """Explicit model names, or the task's ``size`` strongest experts by profile strength."""
+        names = parse_names(given)
+        if names:
+            return [self.pool.expert(n).name for n in names]
+        return list(dict.fromkeys(strongest(profile, size)))
+
+    # ------------------------------------------------------------------ requests
+
+    def request(self, expert: str, q: Question, prompt: str, sample: int, max_tokens: int | None = None) -> GenerationRequest:
+        params = self.sampling_for(self.pool.expert(expert), q.gen_kwargs)
+        if max_tokens:
+            params = type(params)(params.temperature, params.top_p, max_tokens, params.stop, params.seed)
+        return self.as_request(prompt, params, sample)
+
+    def synthesis_request(self, expert: str, q: Question, responses: Sequence[str], sample: int,
+                          max_tokens: int | None = None) -> GenerationRequest:
+        """The aggregate-and-synthesize prompt over ``responses``, each cut to fit the reader's context."""
+        spec = self.pool.expert(expert)
+        probe = self.request(expert, q, "", sample, max_tokens)
+        budget = response_budget(spec.engine_kwargs.get("max_model_len"), probe.params.max_tokens,
+                                 aggregate_prompt(q.prompt, [""] * len(responses)), len(responses))
+        fitted, cut = fit_responses(responses, budget)
+        if cut:
+            self.truncated_responses += cut
+            log.warning("%s doc %s: cut %d response(s) to %d characters to fit %s's context",
+                        q.task, q.doc_id, cut, budget, expert)
+        return self.request(expert, q, aggregate_prompt(q.prompt, fitted), sample, max_tokens)
+
+    # ------------------------------------------------------------------ running
+
+    def scheduler(self, disable_tqdm: bool) -> Scheduler:
+        return Scheduler(lambda name: self.engine_for(self.pool.expert(name)), self.max_loaded, progress=not disable_tqdm)
+
+    def finish(self, requests, questions: list[Question], finals: dict, rows: list[dict], scheduler: Scheduler,
+               summary: dict) -> list[str]:
+        runlog = RunLog.open(self.log_dir, self.method, self.pool.name)
+        for row in rows:
+            runlog.record(row)
+        runlog.finish({
+            "method": self.method, "pool": self.pool.name, "seed": self.seed, "backend": self.backend,
+            "questions": len(questions), "truncated_responses": self.truncated_responses,
+            **summary, **scheduler.summary(),
+        })
+        texts = [finals[q.key] for q in questions]
+        for req, text in zip(requests, texts):
+            self.cache_hook.add_partial("generate_until", req.args, text)
+        return texts

@@ -1,0 +1,82 @@
+"""Symbolic-MoE with the real tiny-cpu models: profile (killed and resumed), then lm_eval (slow)."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+TOKENS = "48"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("symoe-real")
+
+
+def profile_command(workdir, task):
+    return ["symoe", "profile", "--pool", "tiny-cpu", "--task", task, "--limit", "4", "--samples", "2",
+            "--max-gen-toks", TOKENS, "--profiles", str(workdir / "profiles"), "--cache-dir", str(workdir / "gen")]
+
+
+def cached_lines(workdir) -> int:
+    return sum(len(p.read_text().splitlines()) for p in (workdir / "gen").glob("*.jsonl"))
+
+
+def test_profile_killed_midway_resumes_from_the_cache(workdir, data_dir):
+    env = {"SYMOE_DATA_DIR": str(data_dir)}
+    first = subprocess.Popen(
+        [shutil.which("symoe"), *profile_command(workdir, "symoe_gpqa")[1:]], cwd=workdir,
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 600
+    while cached_lines(workdir) < 8 and first.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    done_before = cached_lines(workdir)
+    assert done_before >= 8, "the killed run should have cached some generations"
+
+    done = run_cli(profile_command(workdir, "symoe_gpqa"), cwd=workdir, env_extra=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    profile = json.loads((workdir / "profiles" / "tiny-cpu" / "symoe_gpqa" / "profile.json").read_text())
+    run = profile["provenance"]["run"]["models"]
+    assert sum(m["cached_calls"] for m in run.values()) >= done_before
+    assert set(profile["experts"]) == {"smollm2-135m", "qwen2.5-coder-0.5b"}
+    assert profile["aggregator"] in profile["experts"] and profile["keywords"]
+    assert profile["provenance"]["questions"] == 4 and len(profile["provenance"]["split_hash"]) == 64
+    assert (workdir / "profiles" / "tiny-cpu" / "symoe_gpqa" / "report.md").read_text().startswith("# Profile")
+
+
+def test_lm_eval_symoe_on_two_tasks_loads_each_model_once(workdir, data_dir):
+    env = {"SYMOE_DATA_DIR": str(data_dir)}
+    done = run_cli(profile_command(workdir, "symoe_aime24"), cwd=workdir, env_extra=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = workdir / "run"
+    done = run_cli(
+        ["lm_eval", "--model", "symoe",
+         "--model_args", f"pool=tiny-cpu,profiles={workdir / 'profiles'},cache_dir={workdir / 'gen'},max_gen_toks={TOKENS}",
+         "--tasks", "symoe_gpqa,symoe_aime24", "--limit", "2", "--batch_size", "8",
+         "--output_path", str(out), "--log_samples"],
+        cwd=workdir, env_extra=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (results_file,) = out.rglob("results_*.json")
+    results = json.loads(results_file.read_text())["results"]
+    assert {"symoe_gpqa", "symoe_aime24"} <= set(results)
+    (summary_file,) = out.glob("routing_summary_symoe_tiny-cpu_*.json")
+    summary = json.loads(summary_file.read_text())
+    loaded = {m: s["loads"] for m, s in summary["models"].items() if s["loads"]}
+    assert loaded and all(n == 1 for n in loaded.values()), summary["models"]
+    assert [s["name"] for s in summary["stages"]] == ["keywords", "experts", "aggregation"]
+    rows = [json.loads(line) for line in open(summary["routing_log"])]
+    assert sorted((r["task"], r["doc_id"]) for r in rows) == [("symoe_aime24", 0), ("symoe_aime24", 1), ("symoe_gpqa", 0), ("symoe_gpqa", 1)]
+    assert all(len(r["experts"]) == 3 and r["final_text"] for r in rows)
+    assert "[symoe-eval] model loads:" in done.stderr

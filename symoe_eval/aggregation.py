@@ -25,6 +25,25 @@ def aggregate_prompt(question_prompt: str, responses: Sequence[str]) -> str:
     return f"{AGGREGATE_INSTRUCTION}\n\n{blocks}{question_prompt}"
 
 
+DISCUSSION_INSTRUCTION = (
+    "Using the reasoning from other agents as additional advice, examine your previous answer and "
+    "theirs step by step, and give an updated answer to the question."
+)
+CONFIDENCE_INSTRUCTION = "Also state how confident you are as \"Confidence: <a number between 0 and 1>\"."
+
+
+def discussion_prompt(question_prompt: str, own: str, others: Sequence[str], ask_confidence: bool = False) -> str:
+    """One discussion round (Du et al. 2023; ReConcile for heterogeneous agents): the other agents'
+    latest answers and explanations, the agent's own, then the original question prompt."""
+    blocks = "".join(f"### Agent {i}'s response:\n{strip_thinking(r).strip()}\n\n" for i, r in enumerate(others, 1))
+    extra = f" {CONFIDENCE_INSTRUCTION}" if ask_confidence else ""
+    return (
+        f"These are the recent answers to the question from other agents:\n\n{blocks}"
+        f"Your previous answer was:\n{strip_thinking(own).strip()}\n\n"
+        f"{DISCUSSION_INSTRUCTION}{extra}\n\n{question_prompt}"
+    )
+
+
 # Conservative characters-per-token for budgeting text before it reaches a tokenizer.
 CHARS_PER_TOKEN = 3
 DEFAULT_CONTEXT = 32768

@@ -121,20 +121,25 @@ def is_correct(prediction: str, gold: str, question: str) -> bool:
     return math_equal(prediction, gold)
 
 
-def majority(answers: list[str], tie_break: list[float] | None = None) -> str:
-    """Most frequent valid answer; ties go to the highest ``tie_break`` weight, then first seen."""
-    valid = [(a, i) for i, a in enumerate(answers) if a != INVALID]
-    if not valid:
+def vote(answers: list[str], weights: list[float] | None = None, tie_break: list[float] | None = None) -> str:
+    """The valid answer with the most (weighted) votes; ties go to the highest ``tie_break`` of
+    its voters, then to the answer seen first. ``INVALID`` answers never win."""
+    totals: dict[str, float] = {}
+    best_tie: dict[str, float] = {}
+    for i, answer in enumerate(answers):
+        if answer == INVALID:
+            continue
+        totals[answer] = totals.get(answer, 0.0) + (weights[i] if weights else 1.0)
+        best_tie[answer] = max(best_tie.get(answer, float("-inf")), tie_break[i] if tie_break else 0.0)
+    if not totals:
         return INVALID
-    counts = Counter(a for a, _ in valid)
-    weight = {}
-    for a, i in valid:
-        w = tie_break[i] if tie_break else 0.0
-        weight[a] = max(weight.get(a, float("-inf")), w)
-    first = {}
-    for a, i in valid:
-        first.setdefault(a, i)
-    return max(counts, key=lambda a: (counts[a], weight[a], -first[a]))
+    order = {a: i for i, a in reversed(list(enumerate(answers)))}
+    return max(totals, key=lambda a: (totals[a], best_tie[a], -order[a]))
+
+
+def majority(answers: list[str], tie_break: list[float] | None = None) -> str:
+    """Plain majority vote (one vote per answer)."""
+    return vote(answers, None, tie_break)
 
 
 # ---------------------------------------------------------------- lm-eval task hooks
@@ -143,6 +148,11 @@ def majority(answers: list[str], tie_break: list[float] | None = None) -> str:
 def filter_extract(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
     """lm-eval ``custom`` filter: every response of every doc -> its extracted answer."""
     return [[extract_answer(r, doc["question"]) for r in rs] for rs, doc in zip(resps, docs)]
+
+
+def filter_vote(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval ``custom`` filter for self-consistency: the majority answer of a doc's repeats."""
+    return [[majority(answers)] for answers in filter_extract(resps, docs)]
 
 
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:

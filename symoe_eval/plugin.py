@@ -16,6 +16,8 @@ from pathlib import Path
 MODELS = {
     "symoe": "symoe_eval.models.symoe:SymbolicMoE",
     "symoe_expert": "symoe_eval.models.expert:ExpertLM",
+    "moa": "symoe_eval.models.moa:MixtureOfAgents",
+    "discussion": "symoe_eval.models.discussion:Discussion",
 }
 
 

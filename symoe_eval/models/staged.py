@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 from symoe_eval.aggregation import aggregate_prompt, fit_responses, response_budget
 from symoe_eval.engines import GenerationRequest
@@ -66,8 +66,15 @@ class StagedLM(SymoeLM):
             out.append(Question(req.task_name, req.doc_id, repeat, req.args[0], doc["question"], dict(req.args[1])))
         return out
 
-    def task_profiles(self, tasks: Sequence[str]) -> dict[str, TaskProfile]:
-        profiles = {t: load_profile(self.profiles_root, self.pool.name, t) for t in tasks}
+    def task_profiles(self, tasks: Sequence[str], required: bool = True) -> dict[str, TaskProfile]:
+        """Each task's profile; with ``required=False`` tasks without one are left out."""
+        profiles = {}
+        for t in tasks:
+            try:
+                profiles[t] = load_profile(self.profiles_root, self.pool.name, t)
+            except SymoeError:
+                if required:
+                    raise
         for task, profile in profiles.items():
             unknown = sorted(set(profile.experts) - set(self.pool.experts))
             if unknown:
@@ -92,18 +99,20 @@ class StagedLM(SymoeLM):
         return self.as_request(prompt, params, sample)
 
     def synthesis_request(self, expert: str, q: Question, responses: Sequence[str], sample: int,
-                          max_tokens: int | None = None) -> GenerationRequest:
-        """The aggregate-and-synthesize prompt over ``responses``, each cut to fit the reader's context."""
+                          max_tokens: int | None = None, build: Callable[[list[str]], str] | None = None) -> GenerationRequest:
+        """A prompt that quotes ``responses`` (by default the aggregate-and-synthesize prompt),
+        each response cut from the front, if needed, so the prompt fits the reader's context."""
+        build = build or (lambda texts: aggregate_prompt(q.prompt, texts))
         spec = self.pool.expert(expert)
         probe = self.request(expert, q, "", sample, max_tokens)
         budget = response_budget(spec.engine_kwargs.get("max_model_len"), probe.params.max_tokens,
-                                 aggregate_prompt(q.prompt, [""] * len(responses)), len(responses))
+                                 build([""] * len(responses)), len(responses))
         fitted, cut = fit_responses(responses, budget)
         if cut:
             self.truncated_responses += cut
             log.warning("%s doc %s: cut %d response(s) to %d characters to fit %s's context",
                         q.task, q.doc_id, cut, budget, expert)
-        return self.request(expert, q, aggregate_prompt(q.prompt, fitted), sample, max_tokens)
+        return self.request(expert, q, build(fitted), sample, max_tokens)
 
     # ------------------------------------------------------------------ running
 

@@ -1,0 +1,66 @@
+"""``moa``: Mixture-of-Agents (Wang et al. 2024) through the same engines and scheduler.
+
+Layer 1: every proposer answers the question. Layer l > 1: every proposer answers again given the
+previous layer's responses through the aggregate-and-synthesize prompt. Finally the aggregator
+synthesizes the last layer. Defaults: 3 layers as in Wang et al.'s main setting; proposers are
+the task's top-3 experts by profile strength (the same k=3 as symoe, so a comparison isolates
+instance-level routing); the aggregator is the task profile's. Each layer is one scheduler stage.
+"""
+
+from __future__ import annotations
+
+from symoe_eval.answers import extract_answer
+from symoe_eval.errors import SymoeError
+from symoe_eval.models.staged import StagedLM, parse_names
+from symoe_eval.scheduling import Call
+
+
+class MixtureOfAgents(StagedLM):
+    method = "moa"
+
+    def __init__(self, layers: int = 3, proposers: str | None = None, n: int = 3, aggregator: str | None = None,
+                 aggregator_max_gen_toks: int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.layers, self.n = int(layers), int(n)
+        if self.layers < 1 or self.n < 1:
+            raise SymoeError("moa needs layers >= 1 and n >= 1")
+        self.proposers = "|".join(self.pool.expert(p).name for p in parse_names(proposers)) or None
+        self.aggregator = self.pool.expert(aggregator).name if aggregator else None
+        self.aggregator_max_gen_toks = int(aggregator_max_gen_toks) if aggregator_max_gen_toks else None
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        questions = self.questions(requests)
+        tasks = sorted({q.task for q in questions})
+        profiles = self.task_profiles(tasks, required=not (self.proposers and self.aggregator))
+        teams = {t: parse_names(self.proposers) if self.proposers else self.team(None, profiles[t], self.n) for t in tasks}
+        aggregators = {t: self.aggregator or profiles[t].aggregator for t in tasks}
+        scheduler = self.scheduler(disable_tqdm)
+        history: dict[tuple, list[list[str]]] = {q.key: [] for q in questions}
+        try:
+            for layer in range(self.layers):
+                calls = []
+                for q in questions:
+                    for slot, name in enumerate(teams[q.task]):
+                        request = (self.request(name, q, q.prompt, q.repeat) if layer == 0
+                                   else self.synthesis_request(name, q, history[q.key][-1], q.repeat))
+                        calls.append(Call((q.key, slot), name, request))
+                later = sorted({m for t in tasks for m in teams[t]}) if layer + 1 < self.layers else list(aggregators.values())
+                out = scheduler.run(f"layer {layer + 1}", calls, later=later)
+                for q in questions:
+                    history[q.key].append([out[(q.key, s)].text for s in range(len(teams[q.task]))])
+            finals = scheduler.run("aggregation", [
+                Call(q.key, aggregators[q.task],
+                     self.synthesis_request(aggregators[q.task], q, history[q.key][-1], q.repeat, self.aggregator_max_gen_toks))
+                for q in questions
+            ])
+        finally:
+            scheduler.close()
+        rows = [{
+            "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat, "experts": teams[q.task],
+            "layers": [[{"expert": e, "answer": extract_answer(t, q.text), "text": t} for e, t in zip(teams[q.task], layer)]
+                       for layer in history[q.key]],
+            "aggregator": aggregators[q.task],
+            "final_answer": extract_answer(finals[q.key].text, q.text), "final_text": finals[q.key].text,
+        } for q in questions]
+        summary = {"layers": self.layers, "proposers": teams, "aggregators": aggregators}
+        return self.finish(requests, questions, {k: c.text for k, c in finals.items()}, rows, scheduler, summary)

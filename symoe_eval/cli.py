@@ -78,6 +78,26 @@ def cmd_profile(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from symoe_eval.compare import compare_runs, render
+    from symoe_eval.runs import load_run
+
+    a, b = (load_run(p, args.metric, args.filter) for p in (args.run_a, args.run_b))
+    report = compare_runs(a, b, args.tasks.split(",") if args.tasks else None, seed=args.seed)
+    print(render(report, "json" if args.json else "markdown" if args.markdown else "table"), end="")
+    return 0
+
+
+def cmd_leaderboard(args) -> int:
+    from symoe_eval.leaderboard import build_leaderboard
+
+    written = build_leaderboard(args.dir, args.out, args.baseline, args.note or "", args.metric, args.filter)
+    print(written["markdown"].read_text())
+    for kind, path in written.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symoe", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -100,6 +120,25 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--seed", type=int, default=0)
     profile.add_argument("--batch-size", type=int, default=8)
     profile.set_defaults(func=cmd_profile)
+    compare = sub.add_parser("compare", help="paired significance tests between two lm-eval runs")
+    compare.add_argument("run_a", help="a results_*.json or a folder holding one lm-eval run")
+    compare.add_argument("run_b")
+    compare.add_argument("--tasks", help="comma-separated (default: every task both runs have)")
+    compare.add_argument("--metric", default="exact_match")
+    compare.add_argument("--filter", default="answer", help="lm-eval filter name of the scores")
+    compare.add_argument("--seed", type=int, default=0)
+    style = compare.add_mutually_exclusive_group()
+    style.add_argument("--json", action="store_true")
+    style.add_argument("--markdown", action="store_true")
+    compare.set_defaults(func=cmd_compare)
+    board = sub.add_parser("leaderboard", help="one table (markdown, CSV) and plots for every run under DIR")
+    board.add_argument("dir")
+    board.add_argument("--baseline", help="a substring of the baseline run's label")
+    board.add_argument("--out", help="where to write (default: DIR)")
+    board.add_argument("--note", help="a line for the table header, e.g. the --limit used")
+    board.add_argument("--metric", default="exact_match")
+    board.add_argument("--filter", default="answer")
+    board.set_defaults(func=cmd_leaderboard)
     return parser
 
 

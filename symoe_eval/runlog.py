@@ -53,11 +53,11 @@ class RunLog:
 
     def finish(self, summary: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        with jsonlines.open(self.rows_path, mode="w") as writer:
-            writer.write_all(self.rows)
-        summary = {**summary, "routing_log": str(self.rows_path)}
+        if self.rows:
+            with jsonlines.open(self.rows_path, mode="w") as writer:
+                writer.write_all(self.rows)
+            summary = {**summary, "routing_log": str(self.rows_path)}
         self.summary_path.write_text(json.dumps(summary, indent=1))
         loads = ", ".join(f"{m} x{s['loads']}" for m, s in summary.get("models", {}).items())
         stages = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in summary.get("stages", []))
-        log.info("routing log: %s", self.rows_path)
-        print(f"[symoe-eval] model loads: {loads}; stages: {stages}; log: {self.rows_path}", file=sys.stderr)
+        print(f"[symoe-eval] model loads: {loads}; stages: {stages}; summary: {self.summary_path}", file=sys.stderr)

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from tqdm import tqdm
-
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.base import SymoeLM
+from symoe_eval.runlog import RunLog
+from symoe_eval.scheduling import Call, Scheduler
 
 
 class ExpertLM(SymoeLM):
-    """``--model symoe_expert --model_args pool=tiny-cpu,expert=smollm2-135m``."""
+    """``--model symoe_expert --model_args pool=tiny-cpu,expert=smollm2-135m``. Works on any
+    generate_until task; runs through the same scheduler and writes the same run summary as the
+    multi-model methods, so its cost sits beside theirs on a leaderboard."""
 
-    def __init__(self, expert: str | None = None, **kwargs):
+    def __init__(self, expert: str | None = None, log_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
         if not expert:
             raise SymoeError(
@@ -19,19 +21,23 @@ class ExpertLM(SymoeLM):
                 f"{', '.join(self.pool.experts)}"
             )
         self.expert = self.pool.expert(expert)
+        self.log_dir = log_dir
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        samples = self.sample_indices(requests)
         calls = [
-            self.as_request(req.args[0], self.sampling_for(self.expert, req.args[1]), sample)
-            for req, sample in zip(requests, samples)
+            Call(i, self.expert.name, self.as_request(req.args[0], self.sampling_for(self.expert, req.args[1]), sample))
+            for i, (req, sample) in enumerate(zip(requests, self.sample_indices(requests)))
         ]
-        results: list[str] = [""] * len(calls)
-        with self.engine_for(self.expert) as engine, tqdm(
-            total=len(calls), desc=f"{self.expert.name}", disable=disable_tqdm
-        ) as bar:
-            for i, completion in engine.iter_generate(calls):
-                results[i] = completion.text
-                self.cache_hook.add_partial("generate_until", requests[i].args, completion.text)
-                bar.update(1)
-        return results
+        scheduler = Scheduler(lambda name: self.engine_for(self.expert), progress=not disable_tqdm)
+        try:
+            out = scheduler.run("generate", calls)
+        finally:
+            scheduler.close()
+        texts = [out[i].text for i in range(len(calls))]
+        for req, text in zip(requests, texts):
+            self.cache_hook.add_partial("generate_until", req.args, text)
+        RunLog.open(self.log_dir, "symoe_expert", self.pool.name).finish({
+            "method": "symoe_expert", "pool": self.pool.name, "expert": self.expert.name, "seed": self.seed,
+            "backend": self.backend, "questions": len(requests), **scheduler.summary(),
+        })
+        return texts

@@ -1,0 +1,78 @@
+"""``symoe compare``: are two lm-eval runs really different? Paired per task and overall."""
+
+from __future__ import annotations
+
+import json
+
+from symoe_eval.errors import SymoeError
+from symoe_eval.runs import Run
+from symoe_eval.stats import holm, paired_result
+
+
+def paired_scores(a: Run, b: Run, task: str) -> tuple[list[int], list[float], list[float]]:
+    """The two runs' scores on the same documents, refusing runs that did not see the same ones."""
+    ta, tb = a.tasks[task], b.tasks[task]
+    if set(ta.scores) != set(tb.scores):
+        common = len(set(ta.scores) & set(tb.scores))
+        raise SymoeError(
+            f"{task}: the runs scored different documents ({len(ta.scores)} vs {len(tb.scores)}, {common} in common); "
+            "rerun both with the same --limit and data"
+        )
+    for doc in sorted(ta.scores):
+        if ta.doc_hash[doc] != tb.doc_hash[doc] or ta.prompt_hash[doc] != tb.prompt_hash[doc]:
+            what = "document" if ta.doc_hash[doc] != tb.doc_hash[doc] else "prompt"
+            raise SymoeError(f"{task}: doc {doc} has a different {what} in the two runs (doc_hash/prompt_hash differ)")
+    docs = sorted(ta.scores)
+    return docs, [ta.scores[d] for d in docs], [tb.scores[d] for d in docs]
+
+
+def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0) -> dict:
+    shared = sorted(set(a.tasks) & set(b.tasks))
+    chosen = tasks or shared
+    missing = [t for t in chosen if t not in shared]
+    if missing or not chosen:
+        raise SymoeError(
+            f"tasks {missing or chosen} are not in both runs with samples; in both: {', '.join(shared) or 'none'} "
+            "(run lm_eval with --log_samples)"
+        )
+    rows, pooled_a, pooled_b = [], [], []
+    for task in chosen:
+        _, sa, sb = paired_scores(a, b, task)
+        rows.append(paired_result(task, sa, sb, seed=seed))
+        pooled_a += sa
+        pooled_b += sb
+    for row, adjusted in zip(rows, holm([r.mcnemar_p for r in rows])):
+        row.holm_p = adjusted
+    overall = paired_result("overall", pooled_a, pooled_b, seed=seed)
+    return {
+        "run_a": {"label": a.label, "path": str(a.results_path)},
+        "run_b": {"label": b.label, "path": str(b.results_path)},
+        "paired_docs": overall.n,
+        "tasks": [r.to_dict() for r in rows],
+        "overall": overall.to_dict(),
+    }
+
+
+COLUMNS = ("task", "n", "acc A", "acc B", "A - B [95% CI]", "McNemar p", "Holm p", "perm. p")
+
+
+def _cells(row: dict) -> list[str]:
+    holm_p = "" if row.get("holm_p") is None else f"{row['holm_p']:.3g}"
+    return [row["name"], str(row["n"]), f"{row['accuracy_a']:.1%}", f"{row['accuracy_b']:.1%}",
+            f"{row['difference']:+.1%} [{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]",
+            f"{row['mcnemar_p']:.3g} ({row['only_a']}:{row['only_b']})", holm_p, f"{row['permutation_p']:.3g}"]
+
+
+def render(report: dict, style: str = "table") -> str:
+    if style == "json":
+        return json.dumps(report, indent=1)
+    rows = [_cells(r) for r in report["tasks"]] + [_cells(report["overall"])]
+    head = [f"A = {report['run_a']['label']}", f"B = {report['run_b']['label']}",
+            f"{report['paired_docs']} paired documents; McNemar counts are (A right only : B right only)"]
+    if style == "markdown":
+        lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join([f"- {h}" for h in head] + [""] + lines) + "\n"
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join(head + ["", fmt.format(*COLUMNS)] + [fmt.format(*r) for r in rows]) + "\n"

@@ -1,0 +1,194 @@
+"""``symoe leaderboard``: every lm-eval run under a folder in one table, with plots.
+
+Rows are runs, columns are tasks and their macro average; a cell is accuracy with its 95% CI and
+a mark where the run is significantly better (+) or worse (-) than the baseline row (paired exact
+McNemar on the shared documents, Holm-corrected across the row's tasks, alpha 0.05). Cost columns
+come from our run summaries and lm-eval's own wall time.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from symoe_eval.compare import paired_scores
+from symoe_eval.errors import SymoeError
+from symoe_eval.runs import Run, find_runs
+from symoe_eval.stats import accuracy_ci, holm, mcnemar_exact
+
+ALPHA = 0.05
+
+
+def _accuracy(run: Run, task: str) -> tuple[float, float, float, int]:
+    scores = list(run.tasks[task].scores.values())
+    low, high = accuracy_ci(scores)
+    return float(np.mean(scores)), low, high, len(scores)
+
+
+def significance_marks(run: Run, baseline: Run, tasks: list[str]) -> dict[str, str]:
+    """'+' / '-' per task where ``run`` beats / trails ``baseline`` after Holm correction."""
+    tested, pvalues, signs = [], [], []
+    for task in tasks:
+        if task not in run.tasks or task not in baseline.tasks:
+            continue
+        try:
+            _, a, b = paired_scores(run, baseline, task)
+        except SymoeError:
+            continue  # different documents: not comparable, left unmarked
+        p, only_run, only_base = mcnemar_exact(a, b)
+        tested.append(task)
+        pvalues.append(p)
+        signs.append("+" if only_run > only_base else "-")
+    return {t: s for t, s, p in zip(tested, signs, holm(pvalues)) if p < ALPHA}
+
+
+def build_table(runs: list[Run], baseline: str | None = None) -> tuple[list[str], list[dict]]:
+    tasks = sorted({t for r in runs for t in r.tasks})
+    base_run = None
+    if baseline:
+        matches = [r for r in runs if baseline in r.label]
+        if not matches:
+            raise SymoeError(f"no run matches baseline '{baseline}'; runs: {', '.join(r.label for r in runs)}")
+        base_run = matches[0]
+    rows = []
+    for run in runs:
+        marks = significance_marks(run, base_run, tasks) if base_run and run is not base_run else {}
+        cells = {t: _accuracy(run, t) for t in tasks if t in run.tasks}
+        summary = run.summary or {}
+        rows.append({
+            "run": run.label + (" (baseline)" if run is base_run else ""),
+            "cells": cells,
+            "marks": marks,
+            "macro": float(np.mean([c[0] for c in cells.values()])) if cells else float("nan"),
+            "loads": summary.get("total_loads"),
+            "tokens": sum(m.get("generated_tokens", 0) for m in summary.get("models", {}).values()) if summary else None,
+            "wall_s": run.wall_seconds,
+            "run_obj": run,
+        })
+    return tasks, rows
+
+
+def _cell(row: dict, task: str) -> str:
+    if task not in row["cells"]:
+        return "-"
+    acc, low, high, n = row["cells"][task]
+    return f"{acc:.1%} [{low:.1%}, {high:.1%}]{' ' + row['marks'][task] if task in row['marks'] else ''}"
+
+
+def render_markdown(tasks: list[str], rows: list[dict], note: str = "") -> str:
+    sizes = sorted({c[3] for r in rows for c in r["cells"].values()})
+    head = ["run", *tasks, "macro avg", "model loads", "generated tokens", "wall time (s)"]
+    lines = [
+        f"Accuracy (exact match) with 95% Wilson CI; n per task: {', '.join(map(str, sizes))}. "
+        "+ / - : significantly better / worse than the baseline (paired exact McNemar, Holm, alpha 0.05).",
+    ]
+    if note:
+        lines.append(note)
+    lines += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for r in rows:
+        cost = [str(r["loads"] if r["loads"] is not None else "-"), str(r["tokens"] if r["tokens"] is not None else "-"),
+                f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"]
+        lines.append("| " + " | ".join([r["run"], *(_cell(r, t) for t in tasks), f"{r['macro']:.1%}", *cost]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_csv(path: Path, tasks: list[str], rows: list[dict]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["run", *(f"{t}{s}" for t in tasks for s in ("", "_ci_low", "_ci_high", "_n", "_mark")),
+                         "macro_avg", "model_loads", "generated_tokens", "wall_seconds"])
+        for r in rows:
+            values = []
+            for t in tasks:
+                acc, low, high, n = r["cells"].get(t, (None, None, None, None))
+                values += [acc, low, high, n, r["marks"].get(t, "")]
+            writer.writerow([r["run"], *values, r["macro"], r["loads"], r["tokens"], r["wall_s"]])
+
+
+def plot_accuracy(path: Path, tasks: list[str], rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    width = 0.8 / max(1, len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(tasks) + 0.6 * len(rows)), 4.5))
+    for i, r in enumerate(rows):
+        xs, ys, err = [], [], [[], []]
+        for j, t in enumerate(tasks):
+            if t in r["cells"]:
+                acc, low, high, _ = r["cells"][t]
+                xs.append(j + i * width)
+                ys.append(acc)
+                err[0].append(acc - low)
+                err[1].append(high - acc)
+        ax.bar(xs, ys, width, yerr=err, capsize=3, label=r["run"])
+    ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(tasks))], tasks)
+    ax.set_ylabel("accuracy (95% CI)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def recruitment_counts(run: Run) -> tuple[dict[str, Counter], dict[str, str]] | None:
+    """Experts recruited per task and the aggregator(s), from a symoe run's routing log."""
+    summary = run.summary or {}
+    log_path = summary.get("routing_log")
+    if summary.get("method") != "symoe" or not log_path or not Path(log_path).is_file():
+        return None
+    counts: dict[str, Counter] = {}
+    with open(log_path) as fh:
+        for line in fh:
+            row = json.loads(line)
+            counts.setdefault(row["task"], Counter()).update(row["experts"])
+    return counts, summary.get("aggregators", {})
+
+
+def plot_recruitment(path: Path, label: str, counts: dict[str, Counter], aggregators: dict[str, str]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted(counts)
+    experts = sorted({e for c in counts.values() for e in c})
+    grid = np.array([[counts[t][e] / max(1, sum(counts[t].values())) for t in tasks] for e in experts])
+    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(tasks), 1.5 + 0.45 * len(experts)))
+    image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+    ax.set_xticks(range(len(tasks)), [f"{t}\n(aggregator: {aggregators.get(t, '?')})" for t in tasks], fontsize=7)
+    ax.set_yticks(range(len(experts)), experts, fontsize=8)
+    for i in range(len(experts)):
+        for j in range(len(tasks)):
+            ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", color="white" if grid[i, j] < 0.5 else "black", fontsize=7)
+    ax.set_title(f"experts recruited: {label}", fontsize=8)
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def build_leaderboard(root: str | Path, out_dir: str | Path | None = None, baseline: str | None = None,
+                      note: str = "", metric: str = "exact_match", filter_name: str = "answer") -> dict[str, Path]:
+    runs = find_runs(root, metric, filter_name)
+    if not runs:
+        raise SymoeError(f"no lm-eval runs with samples under {root} (use --output_path and --log_samples)")
+    out = Path(out_dir or root)
+    out.mkdir(parents=True, exist_ok=True)
+    tasks, rows = build_table(runs, baseline)
+    written = {"markdown": out / "leaderboard.md", "csv": out / "leaderboard.csv", "accuracy_plot": out / "accuracy.png"}
+    written["markdown"].write_text(render_markdown(tasks, rows, note))
+    write_csv(written["csv"], tasks, rows)
+    plot_accuracy(written["accuracy_plot"], tasks, rows)
+    for i, r in enumerate(rows):
+        found = recruitment_counts(r["run_obj"])
+        if found:
+            path = out / f"recruitment_{i}.png"
+            plot_recruitment(path, r["run"], *found)
+            written[f"recruitment_{i}"] = path
+    return written

@@ -1,0 +1,106 @@
+"""Reading lm-eval's own outputs (``--output_path ... --log_samples``), for any lm-eval model.
+
+A run is one ``results_<stamp>.json`` with its ``samples_<task>_<stamp>.jsonl`` files beside it,
+plus, for our models, the run summary our run log wrote next to lm-eval's outputs (cost).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from symoe_eval.errors import SymoeError
+
+PATH_ARGS = ("profiles", "cache_dir", "log_dir", "pretrained", "gguf_file")
+
+
+@dataclass
+class TaskSamples:
+    scores: dict[int, float] = field(default_factory=dict)
+    doc_hash: dict[int, str] = field(default_factory=dict)
+    prompt_hash: dict[int, str] = field(default_factory=dict)
+
+
+@dataclass
+class Run:
+    results_path: Path
+    model: str
+    model_args: dict
+    results: dict
+    tasks: dict[str, TaskSamples]
+    summary: dict | None = None  # our run summary (loads, calls, tokens, stage times), if any
+
+    @property
+    def stamp(self) -> str:
+        return self.results_path.stem.removeprefix("results_")
+
+    @property
+    def label(self) -> str:
+        args = self.model_args if isinstance(self.model_args, dict) else {"args": self.model_args}
+        shown = ",".join(f"{k}={v}" for k, v in args.items() if k not in PATH_ARGS)
+        if "pretrained" in args and isinstance(args["pretrained"], str):
+            shown = ",".join(filter(None, [Path(args["pretrained"]).name, shown]))
+        return f"{self.model}({shown})" if shown else self.model
+
+    @property
+    def wall_seconds(self) -> float | None:
+        value = self.results.get("total_evaluation_time_seconds")
+        return float(value) if value is not None else None
+
+
+def _read_samples(path: Path, metric: str, filter_name: str) -> TaskSamples:
+    out = TaskSamples()
+    with open(path) as fh:
+        for line in fh:
+            row = json.loads(line)
+            if row.get("filter", filter_name) != filter_name or metric not in row:
+                continue
+            doc = int(row["doc_id"])
+            out.scores[doc] = float(row[metric])
+            out.doc_hash[doc] = row.get("doc_hash", "")
+            out.prompt_hash[doc] = row.get("prompt_hash", "")
+    return out
+
+
+def _summary_for(results_path: Path, model: str) -> dict | None:
+    """The latest run summary of this method written before the results, in the results folder
+    or the --output_path folder above it."""
+    stamp = results_path.stem.removeprefix("results_")
+    candidates = []
+    for folder in (results_path.parent, results_path.parent.parent):
+        for path in folder.glob(f"routing_summary_{model}_*.json"):
+            their = path.stem.rsplit("_", 1)[-1]
+            if their.replace(".", "-")[:19] <= stamp.replace(".", "-")[:19]:
+                candidates.append((their, path))
+    if not candidates:
+        return None
+    return json.loads(max(candidates)[1].read_text())
+
+
+def load_run(path: str | Path, metric: str = "exact_match", filter_name: str = "answer") -> Run:
+    """A results file, or a folder holding one lm-eval run (the newest if it holds several)."""
+    path = Path(path)
+    if path.is_dir():
+        found = sorted(path.rglob("results_*.json"))
+        if not found:
+            raise SymoeError(f"no lm-eval results_*.json under {path}; run lm_eval with --output_path {path}")
+        path = found[-1]
+    if not path.is_file():
+        raise SymoeError(f"{path} does not exist")
+    results = json.loads(path.read_text())
+    stamp = path.stem.removeprefix("results_")
+    tasks = {}
+    for task in results.get("results", {}):
+        samples = path.parent / f"samples_{task}_{stamp}.jsonl"
+        if samples.is_file():
+            tasks[task] = _read_samples(samples, metric, filter_name)
+    config = results.get("config", {})
+    model = str(config.get("model", "?"))
+    args = config.get("model_args") or {}
+    return Run(path, model, args, results, tasks, _summary_for(path, model))
+
+
+def find_runs(root: str | Path, metric: str = "exact_match", filter_name: str = "answer") -> list[Run]:
+    runs = [load_run(p, metric, filter_name) for p in sorted(Path(root).rglob("results_*.json"))]
+    return [r for r in runs if r.tasks]

@@ -1,0 +1,94 @@
+"""symoe compare / leaderboard over hand-made lm-eval outputs with known answers."""
+
+import json
+from math import comb
+
+import matplotlib.image as mpimg
+import pytest
+
+from conftest import run_cli
+from lm_eval_outputs import discordant, write_run
+from symoe_eval.compare import compare_runs, render
+from symoe_eval.errors import SymoeError
+from symoe_eval.leaderboard import build_leaderboard
+from symoe_eval.runs import load_run
+from symoe_eval.stats import holm
+
+
+def binomial_p(k_a, k_b):
+    n, k = k_a + k_b, min(k_a, k_b)
+    return min(1.0, 2 * sum(comb(n, i) for i in range(k + 1)) / 2**n)
+
+
+@pytest.fixture
+def two_runs(tmp_path):
+    g_a, g_b = discordant(20, 12, 2, 6)
+    m_a, m_b = discordant(10, 3, 4, 13)
+    a = write_run(tmp_path, "a", {"pool": "tiny-cpu", "expert": "qwen"}, {"symoe_gpqa": g_a, "symoe_medmcqa": m_a})
+    b = write_run(tmp_path, "b", {"pool": "tiny-cpu", "expert": "smol"}, {"symoe_gpqa": g_b, "symoe_medmcqa": m_b})
+    return tmp_path, a, b
+
+
+def test_compare_known_p_values_and_holm(two_runs):
+    _, a, b = two_runs
+    report = compare_runs(load_run(a), load_run(b))
+    gpqa, med = report["tasks"]
+    assert (gpqa["name"], gpqa["n"], gpqa["only_a"], gpqa["only_b"]) == ("symoe_gpqa", 40, 12, 2)
+    assert gpqa["mcnemar_p"] == pytest.approx(binomial_p(12, 2))
+    assert med["mcnemar_p"] == pytest.approx(binomial_p(3, 4))
+    assert [gpqa["holm_p"], med["holm_p"]] == pytest.approx(holm([binomial_p(12, 2), binomial_p(3, 4)]))
+    assert gpqa["difference"] == pytest.approx(10 / 40) and gpqa["ci_low"] > 0
+    assert report["overall"]["n"] == report["paired_docs"] == 70
+    assert report["overall"]["only_a"] == 15 and report["overall"]["only_b"] == 6
+
+
+def test_json_round_trips_and_table_renders(two_runs):
+    _, a, b = two_runs
+    report = compare_runs(load_run(a), load_run(b), seed=1)
+    assert json.loads(render(report, "json")) == report
+    table = render(report, "table")
+    assert "symoe_gpqa" in table and "overall" in table and "(12:2)" in table
+    assert render(report, "markdown").count("|") > 20
+
+
+def test_runs_on_different_docs_or_prompts_are_refused(tmp_path):
+    a = write_run(tmp_path, "a", {}, {"symoe_gpqa": [1, 0, 1]})
+    short = write_run(tmp_path, "b", {}, {"symoe_gpqa": [1, 0]})
+    other_prompt = write_run(tmp_path, "c", {}, {"symoe_gpqa": [1, 0, 1]}, prompt_suffix="x")
+    with pytest.raises(SymoeError, match="different documents \\(3 vs 2, 2 in common\\)"):
+        compare_runs(load_run(a), load_run(short))
+    with pytest.raises(SymoeError, match="different prompt"):
+        compare_runs(load_run(a), load_run(other_prompt))
+    with pytest.raises(SymoeError, match="not in both runs"):
+        compare_runs(load_run(a), load_run(short), tasks=["symoe_aime24"])
+
+
+def test_compare_cli_json(two_runs, tmp_path):
+    root, a, b = two_runs
+    done = run_cli(["symoe", "compare", str(root / "a"), str(root / "b"), "--json"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["tasks"][0]["only_a"] == 12
+    bad = run_cli(["symoe", "compare", str(root / "a"), str(tmp_path / "nowhere")], cwd=tmp_path)
+    assert bad.returncode == 2 and bad.stderr.strip().startswith("error:") and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_leaderboard_writes_table_csv_and_plots(two_runs, tmp_path):
+    root, _, _ = two_runs
+    strong = [1.0] * 55 + [0.0] * 5
+    weak = [1.0] * 20 + [0.0] * 40
+    write_run(root, "c", {"pool": "tiny-cpu", "expert": "big"}, {"symoe_aime24": strong})
+    write_run(root, "d", {"pool": "tiny-cpu", "expert": "tiny"}, {"symoe_aime24": weak})
+    out = tmp_path / "board"
+    written = build_leaderboard(root, out, baseline="expert=tiny", note="synthetic")
+    table = written["markdown"].read_text()
+    assert "symoe_expert(pool=tiny-cpu,expert=big)" in table and "(baseline)" in table
+    big_row = next(line for line in table.splitlines() if "expert=big" in line)
+    assert "91.7% [" in big_row and "] +" in big_row  # significantly better than the baseline
+    assert len(written["csv"].read_text().splitlines()) == 5
+    image = mpimg.imread(written["accuracy_plot"])
+    assert image.shape[0] >= 300 and image.shape[1] >= 500
+
+
+def test_leaderboard_on_an_empty_folder_is_one_line(tmp_path):
+    with pytest.raises(SymoeError, match="no lm-eval runs"):
+        build_leaderboard(tmp_path)

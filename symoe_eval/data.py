@@ -21,6 +21,7 @@ DATA_DIR_ENV = "SYMOE_DATA_DIR"
 SEED = 0
 MMLU_PRO_TEST_PER_CATEGORY = 150
 MMLU_PRO_VAL_PER_CATEGORY = 25
+MEDMCQA_VAL_SIZE = 504  # the paper's validation size
 LETTERS = "ABCDEFGHIJ"
 
 
@@ -81,9 +82,14 @@ def convert_gpqa(rows: list[dict], seed: int = SEED) -> list[dict]:
     return out
 
 
-def convert_aime(rows: list[dict]) -> list[dict]:
-    """AIME rows (``Problem``/``Answer``) -> items with the integer answer as a string."""
-    return [record(row["Problem"], str(row["Answer"]).strip()) for row in rows]
+def convert_aime(rows: list[dict], before_year: int | None = None) -> list[dict]:
+    """AIME rows (``Problem`` or ``Question``, ``Answer``, optional ``Year``) -> items with the
+    integer answer as a string; ``before_year`` keeps earlier contests only (the validation split)."""
+    return [
+        record((row.get("Problem") or row["Question"]).strip(), str(row["Answer"]).strip())
+        for row in rows
+        if before_year is None or int(row.get("Year", 0)) < before_year
+    ]
 
 
 def convert_medmcqa(rows: list[dict]) -> list[dict]:
@@ -120,14 +126,16 @@ def _gpqa_from_hub() -> dict[str, list[dict]]:
 def _aime_from_hub() -> dict[str, list[dict]]:
     return {
         "test": convert_aime(_hub_rows("Maxwell-Jia/AIME_2024", "train")),
-        "train": convert_aime(_hub_rows("di-zhang-fdu/AIME_1983_2024", "train")),
+        "train": convert_aime(_hub_rows("di-zhang-fdu/AIME_1983_2024", "train"), before_year=2024),
     }
 
 
 def _medmcqa_from_hub() -> dict[str, list[dict]]:
-    rows = _hub_rows("openlifescienceai/medmcqa", "validation")
-    items = convert_medmcqa(rows)
-    return {"test": items, "train": convert_medmcqa(_hub_rows("openlifescienceai/medmcqa", "train"))[:504]}
+    train = convert_medmcqa(_hub_rows("openlifescienceai/medmcqa", "train"))
+    return {
+        "test": convert_medmcqa(_hub_rows("openlifescienceai/medmcqa", "validation")),
+        "train": random.Random(SEED).sample(train, min(MEDMCQA_VAL_SIZE, len(train))),
+    }
 
 
 @dataclass(frozen=True)

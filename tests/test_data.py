@@ -120,6 +120,9 @@ def test_convert_aime_and_medmcqa():
     assert data.convert_aime([{"Problem": "p", "Answer": 204}]) == [
         {"question": "p", "gold_answer": "204", "category": ""}
     ]
+    older = data.convert_aime([{"Question": "a", "Answer": "7", "Year": 2023}, {"Question": "b", "Answer": 1, "Year": 2024}],
+                              before_year=2024)
+    assert [r["question"] for r in older] == ["a"]
     med = data.convert_medmcqa([{"question": "q", "opa": "a", "opb": "b", "opc": "c", "opd": "d", "cop": 2}])
     assert med[0]["gold_answer"] == "C"
     assert med[0]["question"] == "q The options are: (A) a (B) b (C) c (D) d"

@@ -80,3 +80,36 @@ def test_lm_eval_symoe_on_two_tasks_loads_each_model_once(workdir, data_dir):
     assert sorted((r["task"], r["doc_id"]) for r in rows) == [("symoe_aime24", 0), ("symoe_aime24", 1), ("symoe_gpqa", 0), ("symoe_gpqa", 1)]
     assert all(len(r["experts"]) == 3 and r["final_text"] for r in rows)
     assert "[symoe-eval] model loads:" in done.stderr
+
+
+def test_moa_baseline_then_compare_and_leaderboard_on_real_outputs(workdir, data_dir):
+    """A baseline through the stock CLI over the same docs, then the paired comparison and the
+    leaderboard (with the symoe recruitment heatmap) read those real lm-eval outputs."""
+    env = {"SYMOE_DATA_DIR": str(data_dir)}
+    out = workdir / "moa"
+    done = run_cli(
+        ["lm_eval", "--model", "moa",
+         "--model_args", f"pool=tiny-cpu,layers=1,profiles={workdir / 'profiles'},cache_dir={workdir / 'gen'},max_gen_toks={TOKENS}",
+         "--tasks", "symoe_gpqa,symoe_aime24", "--limit", "2", "--batch_size", "8",
+         "--output_path", str(out), "--log_samples"],
+        cwd=workdir, env_extra=env,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (summary_file,) = out.glob("routing_summary_moa_tiny-cpu_*.json")
+    summary = json.loads(summary_file.read_text())
+    assert [s["name"] for s in summary["stages"]] == ["layer 1", "aggregation"]
+
+    compared = run_cli(["symoe", "compare", str(workdir / "run"), str(out), "--json"], cwd=workdir)
+    assert compared.returncode == 0, compared.stderr[-2000:]
+    report = json.loads(compared.stdout)
+    assert report["paired_docs"] == 4 and {t["name"] for t in report["tasks"]} == {"symoe_gpqa", "symoe_aime24"}
+
+    board = run_cli(["symoe", "leaderboard", str(workdir), "--baseline", "moa", "--out", str(workdir / "board")],
+                    cwd=workdir)
+    assert board.returncode == 0, board.stderr[-2000:]
+    table = (workdir / "board" / "leaderboard.md").read_text()
+    assert "moa(" in table and "symoe(" in table
+    import matplotlib.image as mpimg
+
+    heatmaps = list((workdir / "board").glob("recruitment_*.png"))
+    assert heatmaps and all(mpimg.imread(p).shape[0] > 100 for p in heatmaps)

@@ -6,7 +6,6 @@ expert's own chat template, and only ``generate_until`` is supported.
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,8 +23,6 @@ from symoe_eval.engines import (
 )
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec, Pool, cache_root, load_pool
-
-log = logging.getLogger(__name__)
 
 NO_CACHE = ("", "none", "off", "false")
 

@@ -5,7 +5,7 @@ summary, so their accuracy and cost compare fairly."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from symoe_eval.aggregation import aggregate_prompt, fit_responses, response_budget
@@ -95,7 +95,7 @@ class StagedLM(SymoeLM):
     def request(self, expert: str, q: Question, prompt: str, sample: int, max_tokens: int | None = None) -> GenerationRequest:
         params = self.sampling_for(self.pool.expert(expert), q.gen_kwargs)
         if max_tokens:
-            params = type(params)(params.temperature, params.top_p, max_tokens, params.stop, params.seed)
+            params = replace(params, max_tokens=max_tokens)
         return self.as_request(prompt, params, sample)
 
     def synthesis_request(self, expert: str, q: Question, responses: Sequence[str], sample: int,

@@ -66,16 +66,16 @@ def _read_samples(path: Path, metric: str, filter_name: str) -> TaskSamples:
 def _summary_for(results_path: Path, model: str) -> dict | None:
     """The latest run summary of this method written before the results, in the results folder
     or the --output_path folder above it."""
-    stamp = results_path.stem.removeprefix("results_")
+    stamp = results_path.stem.removeprefix("results_").replace(".", "-")[:19]
     candidates = []
     for folder in (results_path.parent, results_path.parent.parent):
-        for path in folder.glob(f"routing_summary_{model}_*.json"):
-            their = path.stem.rsplit("_", 1)[-1]
-            if their.replace(".", "-")[:19] <= stamp.replace(".", "-")[:19]:
-                candidates.append((their, path))
-    if not candidates:
-        return None
-    return json.loads(max(candidates)[1].read_text())
+        for path in folder.glob("routing_summary_*.json"):
+            written = path.stem.rsplit("_", 1)[-1].replace(".", "-")[:19]
+            if written <= stamp:
+                summary = json.loads(path.read_text())
+                if summary.get("method") == model:
+                    candidates.append((written, summary))
+    return max(candidates, key=lambda c: c[0])[1] if candidates else None
 
 
 def load_run(path: str | Path, metric: str = "exact_match", filter_name: str = "answer") -> Run:

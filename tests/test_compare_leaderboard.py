@@ -92,3 +92,19 @@ def test_leaderboard_writes_table_csv_and_plots(two_runs, tmp_path):
 def test_leaderboard_on_an_empty_folder_is_one_line(tmp_path):
     with pytest.raises(SymoeError, match="no lm-eval runs"):
         build_leaderboard(tmp_path)
+
+
+def test_runs_pick_up_their_own_run_summary_for_cost(tmp_path):
+    results = write_run(tmp_path, "r", {"pool": "tiny-cpu"}, {"symoe_gpqa": [1.0, 0.0]}, model="symoe",
+                        stamp="2026-11-25T10-00-00.000001")
+    out = results.parent.parent
+    (out / "routing_summary_symoe_expert_tiny-cpu_2026-11-25T09-59-00.000001.json").write_text(
+        json.dumps({"method": "symoe_expert", "total_loads": 99, "models": {}}))
+    (out / "routing_summary_symoe_tiny-cpu_2026-11-25T09-59-30.000001.json").write_text(
+        json.dumps({"method": "symoe", "total_loads": 2, "models": {"a": {"generated_tokens": 40}}}))
+    (out / "routing_summary_symoe_tiny-cpu_2026-11-25T10-30-00.000001.json").write_text(
+        json.dumps({"method": "symoe", "total_loads": 7, "models": {}}))  # a later run's
+    run = load_run(results)
+    assert run.summary["total_loads"] == 2
+    table = build_leaderboard(tmp_path, tmp_path / "b")["markdown"].read_text()
+    assert "| 2 | 40 | 12 |" in table

@@ -127,3 +127,25 @@ def test_vllm_chunks_long_groups_so_a_kill_loses_little(monkeypatch, tmp_path):
     assert [len(p) for p, _ in state.generate_calls] == [4, 4, 2]
     rows = [json.loads(line) for line in open(tmp_path / "big.jsonl")]
     assert len(rows) == 10
+
+
+def test_a_model_that_fails_to_load_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    spec = expert("broken").__class__(name="broken", model="org/broken", source=WeightSource(path=str(tmp_path)))
+    with pytest.raises(SymoeError) as err:
+        make_engine(spec, backend="hf").load()
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"expert 'broken' failed to load from {tmp_path}")
+
+
+def test_vllm_load_failure_is_one_line(monkeypatch):
+    state = install_fake_vllm(monkeypatch)
+    import vllm
+
+    def refuse(self, model, **kwargs):
+        raise ValueError("CUDA out of memory.\nTried to allocate 2 GiB")
+
+    monkeypatch.setattr(vllm.LLM, "__init__", refuse)
+    with pytest.raises(SymoeError, match="expert 'big' failed to load from org/big: ValueError: CUDA out of memory.$"):
+        make_engine(expert("big"), backend="vllm").load()
+    assert state.constructed == []

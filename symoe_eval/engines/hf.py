@@ -14,12 +14,18 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest, truncate_at_stop
+from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec, cache_root, resolve_weights
 
 log = logging.getLogger(__name__)
 
 # End-of-turn markers of common chat templates; whichever the vocabulary has also ends generation.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+def load_error(name: str, where: str, err: Exception) -> SymoeError:
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return SymoeError(f"expert '{name}' failed to load from {where}: {type(err).__name__}: {first[:300]}")
 
 
 def cpu_has_bf16() -> bool:
@@ -79,22 +85,23 @@ class HFEngine(Engine):
         dtype = pick_dtype(self.expert.engine_kwargs.get("dtype"), device)
         common = {"trust_remote_code": bool(self.expert.engine_kwargs.get("trust_remote_code"))}
         where, gguf_file = resolve_weights(self.expert)
-        if gguf_file:
-            dense = self._dense_copy_dir(gguf_file)
-            if not (dense / "config.json").exists():
-                self._write_dense_copy(where, gguf_file, dense, dtype)
-            where = str(dense)
-        tokenizer = AutoTokenizer.from_pretrained(where, **common)
-        model = AutoModelForCausalLM.from_pretrained(
-            where, dtype=dtype, **common, **self.expert.hf_kwargs
-        )
+        try:
+            if gguf_file:
+                dense = self._dense_copy_dir(gguf_file)
+                if not (dense / "config.json").exists():
+                    self._write_dense_copy(where, gguf_file, dense, dtype)
+                where = str(dense)
+            tokenizer = AutoTokenizer.from_pretrained(where, **common)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **common, **self.expert.hf_kwargs)
+        except Exception as err:  # any loader failure becomes one line naming the expert
+            raise load_error(self.expert.name, where, err) from err
         tokenizer.padding_side = "left"
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         if self.expert.chat_template:
             tokenizer.chat_template = self.expert.chat_template
         if tokenizer.chat_template is None:
-            raise RuntimeError(f"expert '{self.expert.name}' has no chat template; set chat_template")
+            raise SymoeError(f"expert '{self.expert.name}' has no chat template; set chat_template in its pool entry")
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self._eos_ids = self._end_ids()

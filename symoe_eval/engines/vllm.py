@@ -14,6 +14,7 @@ import time
 from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest, SamplingParams
+from symoe_eval.engines.hf import load_error
 from symoe_eval.registry import ExpertSpec, resolve_weights
 
 # Generic engine_kwargs of the registry that vllm.LLM understands under the same name.
@@ -43,7 +44,10 @@ class VLLMEngine(Engine):
         if gguf_file:  # vLLM reads a GGUF file directly and needs the tokenizer named apart
             kwargs.setdefault("tokenizer", self.expert.model)
             where = os.path.join(where, gguf_file)
-        self.llm = LLM(model=where, seed=self.seed, **kwargs)
+        try:
+            self.llm = LLM(model=where, seed=self.seed, **kwargs)
+        except Exception as err:
+            raise load_error(self.expert.name, where, err) from err
         self.stats.loads += 1
         self.stats.load_seconds += time.perf_counter() - start
 

@@ -146,7 +146,8 @@ def build_profile(
     else:
         # No question had 1 right + 2 wrong answers (e.g. two experts, one sample each).
         scores = {e: p.accuracy for e, p in profiles.items()}
-        choice = "validation accuracy (no question had 1 correct and 2 incorrect answers; try --samples 2)"
+        hint = "; try --samples 2" if samples * len(experts) < 3 else ""
+        choice = f"validation accuracy (no question had 1 correct and 2 incorrect answers{hint})"
         log.warning("aggregator chosen by %s", choice)
     profile = TaskProfile(
         task=val.task,

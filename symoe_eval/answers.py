@@ -9,7 +9,6 @@ Free-form (AIME): the last ``\\boxed{...}`` (nested braces allowed), compared wi
 from __future__ import annotations
 
 import re
-from collections import Counter
 from functools import lru_cache
 
 THINK_END = "</think>"
@@ -135,6 +134,11 @@ def vote(answers: list[str], weights: list[float] | None = None, tie_break: list
         return INVALID
     order = {a: i for i, a in reversed(list(enumerate(answers)))}
     return max(totals, key=lambda a: (totals[a], best_tie[a], -order[a]))
+
+
+def grade(text: str, question: str, gold: str) -> bool:
+    """Whether a whole response answers ``question`` correctly."""
+    return is_correct(extract_answer(text, question), gold, question)
 
 
 def majority(answers: list[str], tie_break: list[float] | None = None) -> str:

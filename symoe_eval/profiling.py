@@ -20,7 +20,7 @@ from pathlib import Path
 import jsonlines
 
 from symoe_eval.aggregation import aggregate_prompt
-from symoe_eval.answers import extract_answer, is_correct
+from symoe_eval.answers import extract_answer, grade
 from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine, pick_backend, sampling_for
 from symoe_eval.errors import SymoeError
 from symoe_eval.plugin import registry_dir
@@ -46,6 +46,10 @@ class ValidationSet:
     docs: list[dict]
     prompts: list[str]
     gen_kwargs: dict
+
+    def grade(self, index: int, text: str) -> bool:
+        doc = self.docs[index]
+        return grade(text, doc["question"], doc["gold_answer"])
 
     @property
     def split_hash(self) -> str:
@@ -115,10 +119,7 @@ def build_profile(
             for s in range(samples)
         ]
         answers = scheduler.run("answers", answer_calls, later=experts)
-        graded = {
-            key: (c.text, is_correct(extract_answer(c.text, val.docs[key[1]]["question"]), val.docs[key[1]]["gold_answer"], val.docs[key[1]]["question"]))
-            for key, c in answers.items()
-        }
+        graded = {(e, i, s): (c.text, val.grade(i, c.text)) for (e, i, s), c in answers.items()}
         question_keywords = [keywords[d["question"]] for d in val.docs]
         correct = {e: [[graded[(e, i, s)][1] for s in range(samples)] for i in range(len(val.docs))] for e in experts}
         profiles = build_expert_profiles(question_keywords, correct)
@@ -135,11 +136,7 @@ def build_profile(
 
     if items:
         scores = {
-            e: sum(
-                is_correct(extract_answer(aggregated[(e, j)].text, val.docs[item.question_index]["question"]),
-                           val.docs[item.question_index]["gold_answer"], val.docs[item.question_index]["question"])
-                for j, item in enumerate(items)
-            ) / len(items)
+            e: sum(val.grade(item.question_index, aggregated[(e, j)].text) for j, item in enumerate(items)) / len(items)
             for e in experts
         }
         choice = "synthetic aggregation set"

@@ -1,7 +1,6 @@
 """Baselines with fake engines: call and load counts, prompts, votes, self-consistency."""
 
 import json
-import re
 
 import pytest
 from lm_eval.api.instance import Instance

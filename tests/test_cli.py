@@ -1,7 +1,6 @@
 """The stock ``lm_eval`` CLI sees our models and tasks from any folder; so does ``symoe-eval``."""
 
 import json
-import os
 import subprocess
 import sys
 

@@ -159,7 +159,7 @@ def plot_recruitment(path: Path, label: str, counts: dict[str, Counter], aggrega
     tasks = sorted(counts)
     experts = sorted({e for c in counts.values() for e in c})
     grid = np.array([[counts[t][e] / max(1, sum(counts[t].values())) for t in tasks] for e in experts])
-    fig, ax = plt.subplots(figsize=(2 + 1.6 * len(tasks), 1.5 + 0.45 * len(experts)))
+    fig, ax = plt.subplots(figsize=(2.5 + 2.4 * len(tasks), 1.8 + 0.45 * len(experts)))
     image = ax.imshow(grid, cmap="viridis", vmin=0, vmax=1, aspect="auto")
     ax.set_xticks(range(len(tasks)), [f"{t}\n(aggregator: {aggregators.get(t, '?')})" for t in tasks], fontsize=7)
     ax.set_yticks(range(len(experts)), experts, fontsize=8)

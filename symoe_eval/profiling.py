@@ -34,7 +34,7 @@ from symoe_eval.profiles import (
     save_profile,
 )
 from symoe_eval.registry import cache_root, load_pool
-from symoe_eval.scheduling import Call, Scheduler
+from symoe_eval.scheduling import Call, Scheduler, default_max_loaded
 from symoe_eval.skills import annotate
 
 log = logging.getLogger(__name__)
@@ -93,16 +93,13 @@ def build_profile(
 ) -> Path:
     spec = load_pool(pool)
     backend = pick_backend(engine)
-    keyword_models = spec.tagged("keyword_model")
-    if not keyword_models:
-        raise SymoeError(f"pool '{spec.name}' tags no keyword_model ({spec.path})")
-    keyword_model = keyword_models[0].name
+    keyword_model = spec.keyword_model()
     experts = list(spec.experts)
     val = load_validation(task, limit, data_dir)
     cache = Path(cache_dir) if cache_dir else cache_root() / "generations" / spec.name
     scheduler = Scheduler(
         lambda name: make_engine(spec.expert(name), backend, cache_dir=cache, batch_size=batch_size, seed=seed),
-        max_loaded or (1 if backend == "vllm" else 2),
+        max_loaded or default_max_loaded(backend),
         progress=progress,
     )
 

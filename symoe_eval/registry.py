@@ -100,6 +100,15 @@ class Pool:
     def tagged(self, tag: str) -> list[ExpertSpec]:
         return [e for e in self.experts.values() if tag in e.tags]
 
+    def keyword_model(self, override: str | None = None) -> str:
+        """The expert that annotates skills: ``override``, else the first tagged ``keyword_model``."""
+        if override:
+            return self.expert(override).name
+        tagged = self.tagged("keyword_model")
+        if not tagged:
+            raise SymoeError(f"pool '{self.name}' tags no keyword_model ({self.path}); pass keyword_model=NAME")
+        return tagged[0].name
+
     @property
     def packages(self) -> list[str]:
         specs = [e.source for e in self.experts.values()]

@@ -20,6 +20,12 @@ from symoe_eval.engines import CachedEngine, Completion, Engine, GenerationReque
 log = logging.getLogger(__name__)
 
 
+def default_max_loaded(backend: str) -> int:
+    """Two resident models let one needed at both ends of a run stay loaded (CPU RAM, or a large GPU
+    with transformers); vLLM claims most of the GPU for one model, so it gets one."""
+    return 1 if backend == "vllm" else 2
+
+
 @dataclass(frozen=True)
 class Call:
     key: Hashable  # the caller's handle for the result

@@ -26,6 +26,16 @@ def profile_command(workdir, task):
             "--max-gen-toks", TOKENS, "--profiles", str(workdir / "profiles"), "--cache-dir", str(workdir / "gen")]
 
 
+def lm_eval_run(workdir, data_dir, model: str, model_args: str, out):
+    """The stock CLI on two tasks, 2 docs each, with the test's profiles and generation cache."""
+    args = f"pool=tiny-cpu,{model_args}profiles={workdir / 'profiles'},cache_dir={workdir / 'gen'},max_gen_toks={TOKENS}"
+    return run_cli(
+        ["lm_eval", "--model", model, "--model_args", args, "--tasks", "symoe_gpqa,symoe_aime24", "--limit", "2",
+         "--batch_size", "8", "--output_path", str(out), "--log_samples"],
+        cwd=workdir, env_extra={"SYMOE_DATA_DIR": str(data_dir)},
+    )
+
+
 def cached_lines(workdir) -> int:
     return sum(len(p.read_text().splitlines()) for p in (workdir / "gen").glob("*.jsonl"))
 
@@ -60,13 +70,7 @@ def test_lm_eval_symoe_on_two_tasks_loads_each_model_once(workdir, data_dir):
     done = run_cli(profile_command(workdir, "symoe_aime24"), cwd=workdir, env_extra=env)
     assert done.returncode == 0, done.stderr[-3000:]
     out = workdir / "run"
-    done = run_cli(
-        ["lm_eval", "--model", "symoe",
-         "--model_args", f"pool=tiny-cpu,profiles={workdir / 'profiles'},cache_dir={workdir / 'gen'},max_gen_toks={TOKENS}",
-         "--tasks", "symoe_gpqa,symoe_aime24", "--limit", "2", "--batch_size", "8",
-         "--output_path", str(out), "--log_samples"],
-        cwd=workdir, env_extra=env,
-    )
+    done = lm_eval_run(workdir, data_dir, "symoe", "", out)
     assert done.returncode == 0, done.stderr[-3000:]
     (results_file,) = out.rglob("results_*.json")
     results = json.loads(results_file.read_text())["results"]
@@ -85,15 +89,8 @@ def test_lm_eval_symoe_on_two_tasks_loads_each_model_once(workdir, data_dir):
 def test_moa_baseline_then_compare_and_leaderboard_on_real_outputs(workdir, data_dir):
     """A baseline through the stock CLI over the same docs, then the paired comparison and the
     leaderboard (with the symoe recruitment heatmap) read those real lm-eval outputs."""
-    env = {"SYMOE_DATA_DIR": str(data_dir)}
     out = workdir / "moa"
-    done = run_cli(
-        ["lm_eval", "--model", "moa",
-         "--model_args", f"pool=tiny-cpu,layers=1,profiles={workdir / 'profiles'},cache_dir={workdir / 'gen'},max_gen_toks={TOKENS}",
-         "--tasks", "symoe_gpqa,symoe_aime24", "--limit", "2", "--batch_size", "8",
-         "--output_path", str(out), "--log_samples"],
-        cwd=workdir, env_extra=env,
-    )
+    done = lm_eval_run(workdir, data_dir, "moa", "layers=1,", out)
     assert done.returncode == 0, done.stderr[-3000:]
     (summary_file,) = out.glob("routing_summary_moa_tiny-cpu_*.json")
     summary = json.loads(summary_file.read_text())

@@ -16,7 +16,7 @@ from symoe_eval.plugin import registry_dir
 from symoe_eval.profiles import TaskProfile, load_profile
 from symoe_eval.routing import strongest
 from symoe_eval.runlog import RunLog
-from symoe_eval.scheduling import Scheduler
+from symoe_eval.scheduling import Scheduler, default_max_loaded
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,7 @@ class StagedLM(SymoeLM):
         super().__init__(**kwargs)
         self.profiles_root = profiles or str(registry_dir() / "profiles")
         self.log_dir = log_dir
-        # Two resident models let a model needed at both ends of a run stay loaded (CPU / large GPU).
-        self.max_loaded = int(max_loaded) if max_loaded else (1 if self.backend == "vllm" else 2)
+        self.max_loaded = int(max_loaded) if max_loaded else default_max_loaded(self.backend)
         self.truncated_responses = 0
 
     # ------------------------------------------------------------------ inputs
@@ -104,8 +103,8 @@ class StagedLM(SymoeLM):
         each response cut from the front, if needed, so the prompt fits the reader's context."""
         build = build or (lambda texts: aggregate_prompt(q.prompt, texts))
         spec = self.pool.expert(expert)
-        probe = self.request(expert, q, "", sample, max_tokens)
-        budget = response_budget(spec.engine_kwargs.get("max_model_len"), probe.params.max_tokens,
+        new_tokens = max_tokens or self.sampling_for(spec, q.gen_kwargs).max_tokens
+        budget = response_budget(spec.engine_kwargs.get("max_model_len"), new_tokens,
                                  build([""] * len(responses)), len(responses))
         fitted, cut = fit_responses(responses, budget)
         if cut:

@@ -49,18 +49,10 @@ class SymbolicMoE(StagedLM):
             raise SymoeError(f"unknown routing '{routing}'; choose one of {', '.join(ROUTING_MODES)}")
         self.routing = routing
         self.aggregator_override = self.pool.expert(aggregator).name if aggregator else None
-        self.keyword_model = self._keyword_model(keyword_model)
+        self.keyword_model = self.pool.keyword_model(keyword_model)
         self.keyword_max_gen_toks = int(keyword_max_gen_toks)
         self.aggregator_max_gen_toks = int(aggregator_max_gen_toks) if aggregator_max_gen_toks else None
         self._embedder: SentenceEmbedder | None = None
-
-    def _keyword_model(self, name: str | None) -> str:
-        if name:
-            return self.pool.expert(name).name
-        tagged = self.pool.tagged("keyword_model")
-        if not tagged:
-            raise SymoeError(f"pool '{self.pool.name}' tags no keyword_model; pass keyword_model=NAME")
-        return tagged[0].name
 
     def embedder(self) -> SentenceEmbedder:
         if self._embedder is None:

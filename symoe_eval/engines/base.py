@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterator, Sequence
 
 from symoe_eval.registry import ExpertSpec
@@ -64,7 +64,6 @@ class EngineStats:
     generated_tokens: int = 0
     generate_seconds: float = 0.0
     truncated_prompts: int = 0
-    extra: dict = field(default_factory=dict)
 
 
 class Engine(ABC):

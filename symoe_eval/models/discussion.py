@@ -16,7 +16,6 @@ from symoe_eval.aggregation import discussion_prompt
 from symoe_eval.answers import INVALID, choices_in, extract_answer, vote
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.staged import StagedLM, parse_names
-from symoe_eval.scheduling import Call
 
 VOTES = ("majority", "confidence")
 _CONFIDENCE = re.compile(r"confidence\s*[:=]?\s*(\d+(?:\.\d+)?)\s*(%?)", re.IGNORECASE)
@@ -53,31 +52,22 @@ class Discussion(StagedLM):
         questions = self.questions(requests)
         tasks = sorted({q.task for q in questions})
         profiles = self.task_profiles(tasks, required=not self.agents)  # default team and tie-break
-        teams = {t: parse_names(self.agents) if self.agents else self.team(None, profiles[t], self.n) for t in tasks}
+        teams = {t: self.team(self.agents, profiles.get(t), self.n) for t in tasks}
         strength = {t: {e: (profiles[t].experts[e].strength if t in profiles and e in profiles[t].experts else 0)
                         for e in teams[t]} for t in tasks}
         ask_confidence = self.vote == "confidence"
+
+        def speak(rnd, q, slot, name, previous):
+            if previous is None:
+                return self.request(name, q, q.prompt, q.repeat)
+            ordered = [previous[slot]] + [t for j, t in enumerate(previous) if j != slot]  # own answer first
+            return self.synthesis_request(
+                name, q, ordered, q.repeat,
+                build=lambda texts: discussion_prompt(q.prompt, texts[0], texts[1:], ask_confidence))
+
         scheduler = self.scheduler(disable_tqdm)
-        history: dict[tuple, list[list[str]]] = {q.key: [] for q in questions}
         try:
-            for rnd in range(self.rounds + 1):
-                calls = []
-                for q in questions:
-                    team = teams[q.task]
-                    for slot, name in enumerate(team):
-                        if rnd == 0:
-                            request = self.request(name, q, q.prompt, q.repeat)
-                        else:
-                            last = history[q.key][-1]
-                            ordered = [last[slot]] + [t for j, t in enumerate(last) if j != slot]
-                            request = self.synthesis_request(
-                                name, q, ordered, q.repeat,
-                                build=lambda texts, q=q: discussion_prompt(q.prompt, texts[0], texts[1:], ask_confidence))
-                        calls.append(Call((q.key, slot), name, request))
-                later = sorted({m for t in tasks for m in teams[t]}) if rnd < self.rounds else []
-                out = scheduler.run(f"round {rnd}", calls, later=later)
-                for q in questions:
-                    history[q.key].append([out[(q.key, s)].text for s in range(len(teams[q.task]))])
+            history = self.run_rounds(scheduler, questions, teams, self.rounds + 1, lambda rnd: f"round {rnd}", speak, after=[])
         finally:
             scheduler.close()
         finals, rows = {}, []
@@ -94,8 +84,7 @@ class Discussion(StagedLM):
                 finals[q.key] = f"{last[speaker].rstrip()}\n\n{answer_line(winner, q.text)}"
             rows.append({
                 "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat, "experts": team,
-                "rounds": [[{"expert": e, "answer": extract_answer(t, q.text), "text": t} for e, t in zip(team, rnd)]
-                           for rnd in history[q.key]],
+                "rounds": [self.response_rows(team, rnd, q.text) for rnd in history[q.key]],
                 "votes": answers, "vote_weights": weights, "final_answer": winner, "final_text": finals[q.key],
             })
         summary = {"rounds": self.rounds, "agents": teams, "vote": self.vote}

@@ -32,22 +32,18 @@ class MixtureOfAgents(StagedLM):
         questions = self.questions(requests)
         tasks = sorted({q.task for q in questions})
         profiles = self.task_profiles(tasks, required=not (self.proposers and self.aggregator))
-        teams = {t: parse_names(self.proposers) if self.proposers else self.team(None, profiles[t], self.n) for t in tasks}
+        teams = {t: self.team(self.proposers, profiles.get(t), self.n) for t in tasks}
         aggregators = {t: self.aggregator or profiles[t].aggregator for t in tasks}
+
+        def propose(layer, q, slot, name, previous):
+            if previous is None:
+                return self.request(name, q, q.prompt, q.repeat)
+            return self.synthesis_request(name, q, previous, q.repeat)
+
         scheduler = self.scheduler(disable_tqdm)
-        history: dict[tuple, list[list[str]]] = {q.key: [] for q in questions}
         try:
-            for layer in range(self.layers):
-                calls = []
-                for q in questions:
-                    for slot, name in enumerate(teams[q.task]):
-                        request = (self.request(name, q, q.prompt, q.repeat) if layer == 0
-                                   else self.synthesis_request(name, q, history[q.key][-1], q.repeat))
-                        calls.append(Call((q.key, slot), name, request))
-                later = sorted({m for t in tasks for m in teams[t]}) if layer + 1 < self.layers else list(aggregators.values())
-                out = scheduler.run(f"layer {layer + 1}", calls, later=later)
-                for q in questions:
-                    history[q.key].append([out[(q.key, s)].text for s in range(len(teams[q.task]))])
+            history = self.run_rounds(scheduler, questions, teams, self.layers, lambda layer: f"layer {layer + 1}",
+                                      propose, after=list(aggregators.values()))
             finals = scheduler.run("aggregation", [
                 Call(q.key, aggregators[q.task],
                      self.synthesis_request(aggregators[q.task], q, history[q.key][-1], q.repeat, self.aggregator_max_gen_toks))
@@ -57,8 +53,7 @@ class MixtureOfAgents(StagedLM):
             scheduler.close()
         rows = [{
             "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat, "experts": teams[q.task],
-            "layers": [[{"expert": e, "answer": extract_answer(t, q.text), "text": t} for e, t in zip(teams[q.task], layer)]
-                       for layer in history[q.key]],
+            "layers": [self.response_rows(teams[q.task], layer, q.text) for layer in history[q.key]],
             "aggregator": aggregators[q.task],
             "final_answer": extract_answer(finals[q.key].text, q.text), "final_text": finals[q.key].text,
         } for q in questions]

@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 from symoe_eval.aggregation import aggregate_prompt, fit_responses, response_budget
+from symoe_eval.answers import extract_answer
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.base import SymoeLM
@@ -16,7 +17,7 @@ from symoe_eval.plugin import registry_dir
 from symoe_eval.profiles import TaskProfile, load_profile
 from symoe_eval.routing import strongest
 from symoe_eval.runlog import RunLog
-from symoe_eval.scheduling import Scheduler, default_max_loaded
+from symoe_eval.scheduling import Call, Scheduler, default_max_loaded
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +83,9 @@ class StagedLM(SymoeLM):
                 )
         return profiles
 
-    def team(self, given: str | None, profile: TaskProfile, size: int) -> list[str]:
-        """Explicit model names, or the task's ``size`` strongest experts by profile strength."""
-        names = parse_names(given)
+    def team(self, explicit: str | None, profile: TaskProfile | None, size: int) -> list[str]:
+        """Explicit model names ('a|b|c'), or the task's ``size`` strongest experts by profile strength."""
+        names = parse_names(explicit)
         if names:
             return [self.pool.expert(n).name for n in names]
         return list(dict.fromkeys(strongest(profile, size)))
@@ -117,6 +118,38 @@ class StagedLM(SymoeLM):
 
     def scheduler(self, disable_tqdm: bool) -> Scheduler:
         return Scheduler(lambda name: self.engine_for(self.pool.expert(name)), self.max_loaded, progress=not disable_tqdm)
+
+    def run_rounds(
+        self,
+        scheduler: Scheduler,
+        questions: list[Question],
+        teams: dict[str, list[str]],
+        rounds: int,
+        stage: Callable[[int], str],
+        make_request: Callable[[int, Question, int, str, list[str] | None], GenerationRequest],
+        after: Sequence[str],
+    ) -> dict[tuple, list[list[str]]]:
+        """Rounds in which every team member answers every question, one scheduler stage each;
+        ``make_request(round, question, slot, model, previous round's texts or None)``.
+        ``after`` names the models the stage after the last round needs."""
+        members = sorted({m for team in teams.values() for m in team})
+        history: dict[tuple, list[list[str]]] = {q.key: [] for q in questions}
+        for rnd in range(rounds):
+            previous = {q.key: history[q.key][-1] if history[q.key] else None for q in questions}
+            calls = [
+                Call((q.key, slot), name, make_request(rnd, q, slot, name, previous[q.key]))
+                for q in questions
+                for slot, name in enumerate(teams[q.task])
+            ]
+            out = scheduler.run(stage(rnd), calls, later=members if rnd + 1 < rounds else list(after))
+            for q in questions:
+                history[q.key].append([out[(q.key, s)].text for s in range(len(teams[q.task]))])
+        return history
+
+    @staticmethod
+    def response_rows(experts: Sequence[str], texts: Sequence[str], question: str) -> list[dict]:
+        """Routing-log entries: who said what, and the answer read from it."""
+        return [{"expert": e, "answer": extract_answer(t, question), "text": t} for e, t in zip(experts, texts)]
 
     def finish(self, requests, questions: list[Question], finals: dict, rows: list[dict], scheduler: Scheduler,
                summary: dict) -> list[str]:

@@ -118,8 +118,7 @@ class SymbolicMoE(StagedLM):
                 "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat,
                 "keywords": r.keywords, "mapped_keywords": r.mapped, "fallback": r.fallback,
                 "weights": r.weights, "experts": r.experts,
-                "responses": [{"expert": e, "answer": extract_answer(t, q.text), "text": t}
-                              for e, t in zip(r.experts, responses[q.key])],
+                "responses": self.response_rows(r.experts, responses[q.key], q.text),
                 "aggregator": aggregators[q.task],
                 "final_answer": extract_answer(finals[q.key].text, q.text),
                 "final_text": finals[q.key].text,

@@ -138,21 +138,31 @@ def _medmcqa_from_hub() -> dict[str, list[dict]]:
     }
 
 
+def _demo_from_package() -> dict[str, list[dict]]:
+    """The demo task's questions, written by this project and shipped beside the task YAMLs."""
+    from symoe_eval.plugin import tasks_dir
+
+    rows = json.loads((tasks_dir() / DEMO_FILE).read_text())
+    return {split: [record(r["question"], r["gold_answer"], r["category"]) for r in rows[split]] for split in ("train", "test")}
+
+
 @dataclass(frozen=True)
 class Benchmark:
     key: str
     file_stem: str  # the authors' file prefix
-    choices: str  # answer letters, or "" for free-form (AIME)
-    from_hub: Callable[[], dict[str, list[dict]]]
+    fetch: Callable[[], dict[str, list[dict]]]  # the hub (or package data) when no folder is named
+    packaged: bool = False  # always read from package data, never from a data folder
 
 
+DEMO_FILE = "symoe_demo.json"
 BENCHMARKS = {
     b.key: b
     for b in (
-        Benchmark("mmlu_pro", "MMLU_Pro", LETTERS, _mmlu_pro_from_hub),
-        Benchmark("gpqa", "GPQA", "ABCD", _gpqa_from_hub),
-        Benchmark("aime24", "AIME24", "", _aime_from_hub),
-        Benchmark("medmcqa", "MedMCQA", "ABCD", _medmcqa_from_hub),
+        Benchmark("mmlu_pro", "MMLU_Pro", _mmlu_pro_from_hub),
+        Benchmark("gpqa", "GPQA", _gpqa_from_hub),
+        Benchmark("aime24", "AIME24", _aime_from_hub),
+        Benchmark("medmcqa", "MedMCQA", _medmcqa_from_hub),
+        Benchmark("demo", "Demo", _demo_from_package, packaged=True),
     )
 }
 
@@ -189,11 +199,13 @@ def read_local(benchmark: Benchmark, data_dir: Path) -> dict[str, list[dict]]:
 def load_splits(benchmark_key: str, data_dir: str | None = None) -> dict[str, list[dict]]:
     """Records per split (``train`` = validation, ``test``) from the local folder or the hub."""
     benchmark = get_benchmark(benchmark_key)
+    if benchmark.packaged:
+        return benchmark.fetch()
     folder = resolve_data_dir(data_dir)
     if folder is not None:
         return read_local(benchmark, folder)
     try:
-        return benchmark.from_hub()
+        return benchmark.fetch()
     except Exception as err:  # any hub/network failure gets the same actionable message
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SymoeError(

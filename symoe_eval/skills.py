@@ -26,6 +26,12 @@ def keyword_prompt(question: str) -> str:
     return f"Question: {question}\n{KEYWORD_INSTRUCTION}"
 
 
+QUOTES = " \t\"'`<>*"
+# List numbering and bullets ("1.", "2)", "- ", "* "), never digits that belong to the keyword
+# ("3d geometry", "2-sat", "19th century art").
+LIST_MARKS = re.compile(r"^(?:\s*(?:[-*\u2022]+|\d+[.)])\s+)+")
+
+
 def parse_keywords(text: str) -> list[str]:
     """Keywords from one reply: the text after the last "Keywords:", split on commas and lines,
     lower-cased, stripped of dots, bullets, quotes and markup."""
@@ -37,7 +43,7 @@ def parse_keywords(text: str) -> list[str]:
         text = text[found[-1].end() :]
     out = []
     for piece in re.split(r"[,;\n]", text):
-        word = re.sub(r"^[\s\-\*\d\.\)\"'`<>]+|[\s\"'`<>\*]+$", "", piece).replace(".", "").strip().lower()
+        word = LIST_MARKS.sub("", piece.strip(QUOTES)).strip(QUOTES).replace(".", "").strip().lower()
         if word and word not in out:
             out.append(word)
     return out

@@ -17,6 +17,8 @@ from symoe_eval.skills import KEYWORD_INSTRUCTION, consolidate, keyword_prompt, 
         ("<think>hmm: virology</think>Keywords: \"pharmacology\", anatomy", ["pharmacology", "anatomy"]),
         ("Keywords: U.S. history, u.s. history", ["us history"]),
         ("", []),
+        ("Keywords: 3d geometry, 2-sat, 19th century art", ["3d geometry", "2-sat", "19th century art"]),
+        ("Keywords:\n1. 3d geometry\n2) number theory\n* 2-sat", ["3d geometry", "number theory", "2-sat"]),
     ],
 )
 def test_parse_keywords(reply, expected):

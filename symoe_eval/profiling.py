@@ -104,7 +104,7 @@ def build_profile(
     )
 
     def params(name: str) -> SamplingParams:
-        return sampling_for(spec.expert(name), val.gen_kwargs, max_tokens=max_gen_toks, seed=seed)
+        return sampling_for(spec.expert(name), val.gen_kwargs, max_tokens=max_gen_toks, seed=seed, cap=spec.max_gen_toks)
 
     try:
         kw_params = SamplingParams(temperature=0.7, max_tokens=keyword_max_gen_toks, seed=seed)

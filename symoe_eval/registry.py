@@ -87,6 +87,9 @@ class Pool:
     description: str
     experts: dict[str, ExpertSpec]
     embedding_model: EmbeddingSpec | None
+    # Most new tokens per call unless a run asks for more (max_gen_toks in model_args or
+    # --max-gen-toks): CPU pools set it so a task's 4096-token budget does not look like a hang.
+    max_gen_toks: int | None = None
 
     def expert(self, name: str) -> ExpertSpec:
         try:
@@ -171,6 +174,7 @@ class _PoolFile:
     experts: tuple = ()
     description: str = ""
     embedding_model: Any = None
+    max_gen_toks: int | None = None
 
 
 def parse_pool(text: str, path: Path) -> Pool:
@@ -193,7 +197,9 @@ def parse_pool(text: str, path: Path) -> Pool:
         embedding = _build(
             EmbeddingSpec, top.embedding_model, f"{where}: embedding_model", source=_source
         )
-    return Pool(top.name, path, top.description, experts, embedding)
+    if top.max_gen_toks is not None and (not isinstance(top.max_gen_toks, int) or top.max_gen_toks < 1):
+        raise SymoeError(f"{where}: max_gen_toks must be a positive integer (got {top.max_gen_toks!r})")
+    return Pool(top.name, path, top.description, experts, embedding, top.max_gen_toks)
 
 
 # ---------------------------------------------------------------- lookup

@@ -58,6 +58,32 @@ def pick_victim(loaded: Sequence[str], upcoming: Sequence[str]) -> str:
     return max(loaded, key=lambda m: (next_use(m), m))
 
 
+class GroupProgress:
+    """One model group's progress bar, counted in tokens of the group's ``max_tokens`` budget so it
+    moves inside a long micro-batch: rate in tokens/s, and an upper bound on the time left (a
+    batch that stops early hands back its unused budget at once). Shows requests done too."""
+
+    def __init__(self, desc: str, requests: Sequence[GenerationRequest], engine: Engine, enabled: bool = True):
+        self.engine, self.requests, self.finished = engine, len(requests), 0
+        self.bar = tqdm(total=sum(r.params.max_tokens for r in requests), desc=desc, unit="tok",
+                        unit_scale=True, disable=not enabled, leave=False, dynamic_ncols=True)
+        self.bar.set_postfix_str(f"0/{self.requests} done")
+
+    def __enter__(self):
+        self.engine.report_budget_to(self.bar.update)
+        return self
+
+    def done(self) -> None:
+        self.finished += 1
+        self.bar.set_postfix_str(f"{self.finished}/{self.requests} done")
+
+    def __exit__(self, *exc):
+        self.engine.report_budget_to(None)
+        self.bar.update(max(0, self.bar.total - self.bar.n))  # engines that report no steps
+        self.bar.close()
+        return False
+
+
 class Scheduler:
     def __init__(self, engine_factory: Callable[[str], Engine], max_loaded: int = 1, progress: bool = True):
         self.engine_factory = engine_factory
@@ -105,10 +131,10 @@ class Scheduler:
             if self._needs_load(model, requests):
                 self._make_room(model, order[position + 1 :] + list(later))
             engine = self.engine(model)
-            with tqdm(total=len(group), desc=f"{stage}: {model}", disable=not self.progress, leave=False) as bar:
+            with GroupProgress(f"{stage}: {model}", requests, engine, enabled=self.progress) as progress:
                 for i, completion in engine.iter_generate(requests):
                     results[group[i].key] = completion
-                    bar.update(1)
+                    progress.done()
             self._sync_loaded()
         report.seconds = time.perf_counter() - started
         self.stages.append(report)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import sys
 import types
 from dataclasses import dataclass, field
@@ -9,6 +10,13 @@ from typing import Callable
 
 from symoe_eval.engines.base import Completion, Engine
 from symoe_eval.registry import ExpertSpec, WeightSource
+
+
+def draw(request) -> random.Random:
+    """The randomness a real engine samples a request with: its prompt and its own seed, and no
+    seed at all when greedy. Never the sample index, which no real engine sees."""
+    seed = None if request.params.greedy else request.seed
+    return random.Random(f"{request.messages}|{seed}")
 
 
 def expert(name: str, **kwargs) -> ExpertSpec:
@@ -115,7 +123,9 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             state.generate_calls.append((list(prompts), list(sampling_params)))
             outputs = []
             for prompt, params in zip(prompts, sampling_params):
-                words = ["tok"] * min(params.max_tokens, 5)
+                # like vLLM: greedy text depends on the prompt alone, sampled text on the request's seed
+                rng = random.Random(f"{prompt}|{None if params.temperature == 0 else params.seed}")
+                words = [f"tok{rng.randrange(1000)}" for _ in range(min(params.max_tokens, 5))]
                 reason = "length" if params.max_tokens <= 5 else "stop"
                 outputs.append(RequestOutput(prompt, [CompletionOutput(" ".join(words), list(range(len(words))), reason)]))
             return outputs

@@ -99,7 +99,7 @@ def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
     ]
     (prompts, params), = state.generate_calls  # one batched call for the whole group
     assert prompts == ["<|user|>q1<|end|><|assistant|>", "<|user|>q2<|end|><|assistant|>"]
-    assert (params[0].temperature, params[0].max_tokens, params[0].stop, params[0].seed) == (0.7, 100, ["###"], 3)
+    assert (params[0].temperature, params[0].max_tokens, params[0].stop, params[0].seed) == (0.7, 100, ["###"], batch[0].seed)
     assert (params[1].temperature, params[1].stop) == (0.0, None)
     assert [c.finish_reason for c in out] == ["stop", "length"]
     assert out[1].num_tokens == 4 and engine.stats.calls == 2
@@ -149,3 +149,44 @@ def test_vllm_load_failure_is_one_line(monkeypatch):
     with pytest.raises(SymoeError, match="expert 'big' failed to load from org/big: ValueError: CUDA out of memory.$"):
         make_engine(expert("big"), backend="vllm").load()
     assert state.constructed == []
+
+
+def test_each_request_gets_its_own_seed_from_run_seed_prompt_and_sample():
+    params = SamplingParams(temperature=0.7, seed=3)
+    one = GenerationRequest.user("q", params, sample_index=0)
+    seeds = {GenerationRequest.user("q", params, sample_index=s).seed for s in range(5)}
+    assert len(seeds) == 5  # repeated samples of one prompt draw differently
+    assert one.seed == GenerationRequest.user("q", params, sample_index=0).seed  # and reproducibly
+    assert one.seed != GenerationRequest.user("other", params).seed
+    assert one.seed != GenerationRequest.user("q", SamplingParams(temperature=0.7, seed=4)).seed
+    assert GenerationRequest.user("q", SamplingParams(seed=None)).seed is None
+
+
+def test_vllm_samples_of_one_prompt_differ_and_repeat_exactly(monkeypatch):
+    state = install_fake_vllm(monkeypatch)
+    params = SamplingParams(temperature=0.7, max_tokens=5, seed=0)
+    samples = [GenerationRequest.user("Name a colour.", params, sample_index=s) for s in range(5)]
+    with make_engine(expert("big"), backend="vllm") as engine:
+        first = [c.text for c in engine.generate(samples)]
+        again = [c.text for c in engine.generate(samples[2:3] + [GenerationRequest.user("other", params)])]
+    assert len(set(first)) == 5
+    assert again[0] == first[2]  # the same request, in another batch, samples the same text
+    assert len({p.seed for p in state.generate_calls[0][1]}) == 5
+
+
+def test_row_sampler_draws_each_row_independently_of_its_batch():
+    import torch
+
+    from symoe_eval.engines.hf import RowSampler
+
+    logits = torch.randn(3, 50, generator=torch.Generator().manual_seed(0))
+
+    def draws(rows, seeds, steps=20):
+        sampler = RowSampler(seeds, temperature=0.9, top_p=0.95, device="cpu")
+        return [sampler(None, logits[rows]).argmax(-1).tolist() for _ in range(steps)]
+
+    batch = draws([0, 1, 2], [11, 22, 33])
+    alone = draws([1], [22])
+    assert [b[1] for b in batch] == [a[0] for a in alone]  # row 1 draws the same with or without mates
+    assert len({b[0] for b in batch}) > 1  # and it samples, not argmax
+    assert draws([1], [23]) != alone

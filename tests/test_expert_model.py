@@ -23,7 +23,7 @@ def engines(monkeypatch):
     made = []
 
     def fake_make_engine(expert, backend="auto", **kwargs):
-        engine = FakeEngine(expert, respond=lambda name, req: f"{name}|{req.params}|{req.sample_index}")
+        engine = FakeEngine(expert, respond=lambda name, req: f"{name}|{req.params}|{req.seed}")
         made.append((engine, kwargs))
         return engine
 
@@ -58,7 +58,9 @@ def test_repeats_become_distinct_samples(engines):
     req = instance(7)
     other = instance(8)
     out = lm.generate_until([req, req, req, other])
-    assert [o.rsplit("|", 1)[1] for o in out] == ["0", "1", "2", "0"]
+    seeds = [o.rsplit("|", 1)[1] for o in out]
+    assert len(set(seeds[:3])) == 3  # lm-eval's repeats sample with seeds of their own
+    assert lm.generate_until([req, req, req, other]) == out  # and a rerun draws them again
 
 
 def test_errors_are_one_line():

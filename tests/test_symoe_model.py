@@ -9,7 +9,7 @@ import pytest
 from lm_eval.api.instance import Instance
 
 import symoe_eval.models.base as base
-from fakes import FakeEngine
+from fakes import FakeEngine, draw
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.symoe import SymbolicMoE
 from symoe_eval.profiles import TaskProfile, build_expert_profiles, save_profile
@@ -35,15 +35,16 @@ def respond(name, request):
     prompt = request.messages[-1][1]
     if "core knowledge, subjects or skills" in prompt:
         subject = re.search(r"\[(\w+)\]", prompt).group(1)
-        return f"Keywords: {subject}, hunch{request.sample_index}"  # the hunch is said once: dropped
+        return f"Keywords: {subject}, hunch{draw(request).randrange(10**6)}"  # said once: dropped
     if prompt.startswith("You have been provided"):
         letters = re.findall(r"The answer is \(([A-D])\)", prompt.split("Question:")[0])
         return f"Combining them. The answer is ({max(sorted(set(letters)), key=letters.count)})"
     subject = re.search(r"\[(\w+)\] Problem", prompt).group(1)
     gold = GOLD[prompt.split("Question: ")[1].split("\n")[0]]
-    right = EXPERTS[name] == subject or (EXPERTS[name] is None and random.Random(prompt + str(request.sample_index)).random() < 0.34)
-    wrong = "ABCD"[("ABCD".index(gold) + 1 + request.sample_index % 3) % 4]
-    return f"Let me think. The answer is ({gold if right else wrong})"
+    rng = draw(request)
+    right = EXPERTS[name] == subject or (EXPERTS[name] is None and rng.random() < 0.34)
+    wrong = "ABCD"[("ABCD".index(gold) + 1 + rng.randrange(3)) % 4]
+    return f"Let me think ({rng.randrange(10**6)}). The answer is ({gold if right else wrong})"
 
 
 GOLD = {}
@@ -116,6 +117,8 @@ def test_run_summary_log_and_one_load_per_model(setup):
     assert summary["total_loads"] == summary["distinct_models_loaded"]
     assert [s["name"] for s in summary["stages"]] == ["keywords", "experts", "aggregation"]
     rows = [json.loads(line) for line in open(summary["routing_log"])]
+    # each of a question's 5 keyword samples draws its own hunch, so only the subject is kept
+    assert all(r["keywords"] and not any(k.startswith("hunch") for k in r["keywords"]) for r in rows)
     assert {(r["task"], r["doc_id"]) for r in rows} == {("symoe_gpqa", i) for i in range(9)} | {("symoe_medmcqa", i) for i in range(6)}
     first = rows[0]
     assert first["mapped_keywords"] and len(first["experts"]) == 3 and len(first["responses"]) == 3
@@ -131,6 +134,12 @@ def test_same_seed_same_routes_and_duplicates_are_separate_samples(setup):
     logs = sorted(setup[2].glob("routing_symoe_*.jsonl"))
     runs = [[json.loads(line)["experts"] for line in open(p)] for p in logs]
     assert len(runs) == 2 and runs[0] == runs[1]
+    rows = [json.loads(line) for line in open(logs[0])]
+    twins = [[x["text"] for x in r["responses"] if x["expert"] == e] for r in rows for e in set(r["experts"])
+             if r["experts"].count(e) > 1]
+    assert twins and all(len(set(texts)) == len(texts) for texts in twins)  # a duplicate recruit samples anew
+    finals = [[json.loads(line)["final_text"] for line in open(p)] for p in logs]
+    assert finals[0] == finals[1]  # the same request samples the same text again
     requests = [(name, n) for event, name, n in FakeEngine.log if event == "generate"]
     assert requests  # the fake saw grouped batches
 

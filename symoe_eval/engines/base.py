@@ -6,10 +6,12 @@ of requests as one batch (the point of Symbolic-MoE's expert-grouped inference).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from symoe_eval.registry import ExpertSpec
 
@@ -46,6 +48,16 @@ class GenerationRequest:
     def chat(self) -> list[dict[str, str]]:
         return [{"role": role, "content": content} for role, content in self.messages]
 
+    @property
+    def seed(self) -> int | None:
+        """This request's own sampling seed, derived from (run seed, messages, sample index):
+        repeated samples of one prompt differ, and the same request draws the same text again
+        whatever shares its batch. The one place seeds are made; every engine uses it."""
+        if self.params.seed is None:
+            return None
+        payload = json.dumps([self.params.seed, self.messages, self.sample_index])
+        return int.from_bytes(hashlib.sha256(payload.encode()).digest()[:4], "big") & 0x7FFFFFFF
+
 
 @dataclass
 class Completion:
@@ -74,6 +86,16 @@ class Engine(ABC):
     def __init__(self, expert: ExpertSpec):
         self.expert = expert
         self.stats = EngineStats()
+        self._on_budget: Callable[[int], None] | None = None
+
+    def report_budget_to(self, callback: Callable[[int], None] | None) -> None:
+        """Progress inside a long micro-batch: ``callback(n)`` hears of ``n`` more tokens of the
+        requests' ``max_tokens`` budget used up (decoded, or left unused by a finished batch)."""
+        self._on_budget = callback
+
+    def _budget_used(self, n: int) -> None:
+        if self._on_budget is not None and n > 0:
+            self._on_budget(n)
 
     @abstractmethod
     def load(self) -> None: ...

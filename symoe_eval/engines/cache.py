@@ -99,6 +99,10 @@ class CachedEngine(Engine):
         if self.inner.loaded:
             self.inner.unload()
 
+    def report_budget_to(self, callback) -> None:
+        super().report_budget_to(callback)
+        self.inner.report_budget_to(callback)
+
     def pending(self, requests: Sequence[GenerationRequest]) -> int:
         """How many of ``requests`` would reach the model."""
         entries = self.cache.entries(self.expert.name)
@@ -113,6 +117,7 @@ class CachedEngine(Engine):
                 misses.append(i)
             else:
                 self.stats.cached_calls += 1
+                self._budget_used(requests[i].params.max_tokens)
                 yield i, hit
         if not misses:
             return

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -54,6 +55,48 @@ def pick_dtype(requested: str | None, device: str):
     if device.startswith("cuda") or cpu_has_bf16():
         return torch.bfloat16
     return torch.float32
+
+
+class StepCounter:
+    """A transformers streamer that reports each decoding step of a batch (``rows`` tokens of
+    budget) as it happens, so a long micro-batch shows progress instead of looking frozen."""
+
+    def __init__(self, rows: int, report):
+        self.rows, self.report, self.steps, self._prompt_seen = rows, report, 0, False
+
+    def put(self, value) -> None:
+        if not self._prompt_seen:  # generate() hands over the prompt first
+            self._prompt_seen = True
+            return
+        self.steps += 1
+        self.report(self.rows)
+
+    def end(self) -> None:
+        pass
+
+
+class RowSampler:
+    """A logits processor that samples each row of a batch with that row's own generator (seeded
+    from its request), leaving only the drawn token for greedy decoding to pick. So a request's
+    draw never depends on which requests share its batch, as with vLLM's per-request seeds."""
+
+    def __init__(self, seeds, temperature: float, top_p: float, device):
+        import torch
+
+        self.generators = [torch.Generator(device=device).manual_seed(int(s) if s is not None else 0) for s in seeds]
+        self.temperature, self.top_p = temperature, top_p
+
+    def __call__(self, input_ids, scores):
+        import torch
+
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        if self.top_p < 1.0:
+            sorted_probs, order = probs.sort(dim=-1, descending=True)
+            drop = sorted_probs.cumsum(dim=-1) - sorted_probs > self.top_p
+            probs = probs.scatter(-1, order, sorted_probs.masked_fill(drop, 0.0))
+        drawn = [torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)]
+        out = torch.full_like(scores, float("-inf"))
+        return out.scatter(-1, torch.stack(drawn), 0.0)
 
 
 class HFEngine(Engine):
@@ -160,15 +203,20 @@ class HFEngine(Engine):
         lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
         # One generate() call needs one set of sampling params; within a set, similar lengths
         # batch together to waste little padding.
-        order = sorted(range(len(requests)), key=lambda i: (repr(requests[i].params), lengths[i]))
-        for _, same_params in groupby(order, key=lambda i: repr(requests[i].params)):
+        # batch together to waste little padding. Seeds are per row, so they do not split groups.
+        def same(i):
+            return repr(replace(requests[i].params, seed=None))
+
+        order = sorted(range(len(requests)), key=lambda i: (same(i), lengths[i]))
+        for _, same_params in groupby(order, key=same):
             group = list(same_params)
             for start in range(0, len(group), self.batch_size):
                 batch = group[start : start + self.batch_size]
-                texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params)
+                texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params,
+                                             [requests[i].seed for i in batch])
                 yield from zip(batch, texts)
 
-    def _generate_batch(self, prompts: list[str], params) -> list[Completion]:
+    def _generate_batch(self, prompts: list[str], params, seeds: list[int | None]) -> list[Completion]:
         import torch
 
         start = time.perf_counter()
@@ -184,15 +232,13 @@ class HFEngine(Engine):
                 enc = {k: v[:, -keep:] for k, v in enc.items()}
             max_new = max(1, limit - enc["input_ids"].shape[1])
         enc = {k: v.to(self.model.device) for k, v in dict(enc).items()}
-        if params.seed is not None:
-            torch.manual_seed(params.seed)
-        sampling = (
-            {"do_sample": False}
-            if params.greedy
-            else {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
-        )
+        sampling = {"do_sample": False}
+        if not params.greedy:  # sampled by RowSampler; generate() then keeps the one token left
+            sampling["logits_processor"] = [RowSampler(seeds, params.temperature, params.top_p, self.model.device)]
+        steps = StepCounter(len(prompts), self._budget_used)
         out = self.model.generate(
             **enc,
+            streamer=steps,
             max_new_tokens=max_new,
             eos_token_id=self._eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
@@ -209,6 +255,7 @@ class HFEngine(Engine):
             text, stopped = truncate_at_stop(text, params.stop)
             finish = "stop" if ended or stopped else "length"
             completions.append(Completion(text=text, num_tokens=n, finish_reason=finish))
+        self._budget_used(len(prompts) * (params.max_tokens - steps.steps))  # what early stops left
         self.stats.calls += len(prompts)
         self.stats.generated_tokens += sum(c.num_tokens for c in completions)
         self.stats.generate_seconds += time.perf_counter() - start

@@ -13,7 +13,7 @@ import os
 import time
 from typing import Iterator, Sequence
 
-from symoe_eval.engines.base import Completion, Engine, GenerationRequest, SamplingParams
+from symoe_eval.engines.base import Completion, Engine, GenerationRequest
 from symoe_eval.engines.hf import load_error
 from symoe_eval.registry import ExpertSpec, resolve_weights
 
@@ -72,16 +72,18 @@ class VLLMEngine(Engine):
                 torch.distributed.destroy_process_group()
 
     @staticmethod
-    def sampling_params(params: SamplingParams):
+    def sampling_params(request: GenerationRequest):
+        """vLLM seeds each request from its own ``seed``: the request's derived one."""
         from vllm import SamplingParams as VSamplingParams
 
+        params = request.params
         return VSamplingParams(
             n=1,
             temperature=params.temperature,
             top_p=params.top_p if not params.greedy else 1.0,
             max_tokens=params.max_tokens,
             stop=list(params.stop) or None,
-            seed=params.seed,
+            seed=request.seed,
         )
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
@@ -96,7 +98,7 @@ class VLLMEngine(Engine):
                 for r in chunk
             ]
             outputs = self.llm.generate(
-                prompts, [self.sampling_params(r.params) for r in chunk], use_tqdm=True
+                prompts, [self.sampling_params(r) for r in chunk], use_tqdm=True
             )
             for offset, output in enumerate(outputs):
                 best = output.outputs[0]

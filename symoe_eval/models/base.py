@@ -6,6 +6,7 @@ expert's own chat template, and only ``generate_until`` is supported.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from symoe_eval.engines import (
 )
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec, Pool, cache_root, load_pool
+
+log = logging.getLogger(__name__)
 
 NO_CACHE = ("", "none", "off", "false")
 
@@ -62,6 +65,9 @@ class SymoeLM(LM):
         self.batch_size = 8 if str(batch_size).startswith("auto") else int(batch_size)
         self.torch_device = device if device not in (None, "", "auto") else None
         self.cache_dir = self._cache_dir(cache_dir)
+        if self.pool.max_gen_toks and self.max_gen_toks is None:
+            log.info("pool %s caps each call at %d new tokens; max_gen_toks=N in --model_args raises it",
+                     self.pool.name, self.pool.max_gen_toks)
 
     def _cache_dir(self, given: str | None) -> Path | None:
         if given is not None and str(given).lower() in NO_CACHE:
@@ -79,7 +85,7 @@ class SymoeLM(LM):
         )
 
     def sampling_for(self, expert: ExpertSpec, gen_kwargs: dict | None = None) -> SamplingParams:
-        return sampling_for(expert, gen_kwargs, self.temperature, self.max_gen_toks, self.seed)
+        return sampling_for(expert, gen_kwargs, self.temperature, self.max_gen_toks, self.seed, self.pool.max_gen_toks)
 
     @staticmethod
     def sample_indices(requests: list[Instance]) -> list[int]:

@@ -124,8 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_a", help="a results_*.json or a folder holding one lm-eval run")
     compare.add_argument("run_b")
     compare.add_argument("--tasks", help="comma-separated (default: every task both runs have)")
-    compare.add_argument("--metric", default="exact_match")
-    compare.add_argument("--filter", default="answer", help="lm-eval filter name of the scores")
+    compare.add_argument("--metric", help="lm-eval metric of the scores (default: exact_match, else the task's first)")
+    compare.add_argument("--filter", help="lm-eval filter of the scores (default: each task's first filter)")
     compare.add_argument("--seed", type=int, default=0)
     style = compare.add_mutually_exclusive_group()
     style.add_argument("--json", action="store_true")
@@ -136,8 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--baseline", help="a substring of the baseline run's label")
     board.add_argument("--out", help="where to write (default: DIR)")
     board.add_argument("--note", help="a line for the table header, e.g. the --limit used")
-    board.add_argument("--metric", default="exact_match")
-    board.add_argument("--filter", default="answer")
+    board.add_argument("--metric")
+    board.add_argument("--filter")
     board.set_defaults(func=cmd_leaderboard)
     return parser
 

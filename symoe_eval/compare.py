@@ -12,6 +12,14 @@ from symoe_eval.stats import holm, paired_result
 def paired_scores(a: Run, b: Run, task: str) -> tuple[list[int], list[float], list[float]]:
     """The two runs' scores on the same documents, refusing runs that did not see the same ones."""
     ta, tb = a.tasks[task], b.tasks[task]
+    for run, samples in ((a, ta), (b, tb)):
+        if not samples.scores:
+            raise SymoeError(
+                f"{task}: no scored documents for {samples.scored_by} in {run.results_path} "
+                f"(its results report: {', '.join(samples.available) or 'no metric'}); pick one with --metric/--filter"
+            )
+    if ta.scored_by != tb.scored_by:
+        raise SymoeError(f"{task}: the runs are scored by {ta.scored_by} and {tb.scored_by}; pass --metric and --filter")
     if set(ta.scores) != set(tb.scores):
         common = len(set(ta.scores) & set(tb.scores))
         raise SymoeError(
@@ -39,6 +47,7 @@ def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0) 
     for task in chosen:
         _, sa, sb = paired_scores(a, b, task)
         rows.append(paired_result(task, sa, sb, seed=seed))
+        rows[-1].scored_by = a.tasks[task].scored_by
         pooled_a += sa
         pooled_b += sb
     for row, adjusted in zip(rows, holm([r.mcnemar_p for r in rows])):
@@ -53,12 +62,12 @@ def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0) 
     }
 
 
-COLUMNS = ("task", "n", "acc A", "acc B", "A - B [95% CI]", "McNemar p", "Holm p", "perm. p")
+COLUMNS = ("task", "scored by", "n", "acc A", "acc B", "A - B [95% CI]", "McNemar p", "Holm p", "perm. p")
 
 
 def _cells(row: dict) -> list[str]:
     holm_p = "" if row.get("holm_p") is None else f"{row['holm_p']:.3g}"
-    return [row["name"], str(row["n"]), f"{row['accuracy_a']:.1%}", f"{row['accuracy_b']:.1%}",
+    return [row["name"], row.get("scored_by", ""), str(row["n"]), f"{row['accuracy_a']:.1%}", f"{row['accuracy_b']:.1%}",
             f"{row['difference']:+.1%} [{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]",
             f"{row['mcnemar_p']:.3g} ({row['only_a']}:{row['only_b']})", holm_p, f"{row['permutation_p']:.3g}"]
 

@@ -174,7 +174,7 @@ def plot_recruitment(path: Path, label: str, counts: dict[str, Counter], aggrega
 
 
 def build_leaderboard(root: str | Path, out_dir: str | Path | None = None, baseline: str | None = None,
-                      note: str = "", metric: str = "exact_match", filter_name: str = "answer") -> dict[str, Path]:
+                      note: str = "", metric: str | None = None, filter_name: str | None = None) -> dict[str, Path]:
     runs = find_runs(root, metric, filter_name)
     if not runs:
         raise SymoeError(f"no lm-eval runs with samples under {root} (use --output_path and --log_samples)")

@@ -17,9 +17,36 @@ PATH_ARGS = ("profiles", "cache_dir", "log_dir", "pretrained", "gguf_file")
 
 @dataclass
 class TaskSamples:
+    metric: str = ""
+    filter: str = ""
+    available: list[str] = field(default_factory=list)  # every "metric,filter" the results report
     scores: dict[int, float] = field(default_factory=dict)
     doc_hash: dict[int, str] = field(default_factory=dict)
     prompt_hash: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def scored_by(self) -> str:
+        return f"{self.metric},{self.filter}"
+
+
+def metric_filters(task_results: dict) -> list[tuple[str, str]]:
+    """The (metric, filter) pairs of one task's results, in lm-eval's order
+    (keys such as ``exact_match,custom-extract``; stderr entries are not metrics)."""
+    pairs = []
+    for key in task_results:
+        metric, sep, filter_name = key.partition(",")
+        if sep and not metric.endswith("_stderr"):
+            pairs.append((metric, filter_name))
+    return pairs
+
+
+def choose_scoring(pairs: list[tuple[str, str]], metric: str | None, filter_name: str | None) -> tuple[str, str] | None:
+    """The task's own scoring unless told: the asked-for metric/filter, else ``exact_match``
+    (else the first metric) under the task's first filter; None when nothing matches."""
+    fits = [(m, f) for m, f in pairs if (metric is None or m == metric) and (filter_name is None or f == filter_name)]
+    if metric is None:
+        fits = [p for p in fits if p[0] == "exact_match"] or fits
+    return fits[0] if fits else None
 
 
 @dataclass
@@ -49,8 +76,8 @@ class Run:
         return float(value) if value is not None else None
 
 
-def _read_samples(path: Path, metric: str, filter_name: str) -> TaskSamples:
-    out = TaskSamples()
+def _read_samples(path: Path, metric: str, filter_name: str, available: list[str]) -> TaskSamples:
+    out = TaskSamples(metric, filter_name, available)
     with open(path) as fh:
         for line in fh:
             row = json.loads(line)
@@ -78,8 +105,9 @@ def _summary_for(results_path: Path, model: str) -> dict | None:
     return max(candidates, key=lambda c: c[0])[1] if candidates else None
 
 
-def load_run(path: str | Path, metric: str = "exact_match", filter_name: str = "answer") -> Run:
-    """A results file, or a folder holding one lm-eval run (the newest if it holds several)."""
+def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None) -> Run:
+    """A results file, or a folder holding one lm-eval run (the newest if it holds several).
+    Each task is scored by its own metric and filter unless ``metric`` / ``filter_name`` say."""
     path = Path(path)
     if path.is_dir():
         found = sorted(path.rglob("results_*.json"))
@@ -91,16 +119,23 @@ def load_run(path: str | Path, metric: str = "exact_match", filter_name: str = "
     results = json.loads(path.read_text())
     stamp = path.stem.removeprefix("results_")
     tasks = {}
-    for task in results.get("results", {}):
+    for task, task_results in results.get("results", {}).items():
         samples = path.parent / f"samples_{task}_{stamp}.jsonl"
-        if samples.is_file():
-            tasks[task] = _read_samples(samples, metric, filter_name)
+        if not samples.is_file():
+            continue  # a group's aggregate, or a run without --log_samples
+        pairs = metric_filters(task_results)
+        available = [f"{m},{f}" for m, f in pairs]
+        chosen = choose_scoring(pairs, metric, filter_name)
+        if chosen is None:
+            tasks[task] = TaskSamples(metric or "exact_match", filter_name or "?", available)
+        else:
+            tasks[task] = _read_samples(samples, *chosen, available)
     config = results.get("config", {})
     model = str(config.get("model", "?"))
     args = config.get("model_args") or {}
     return Run(path, model, args, results, tasks, _summary_for(path, model))
 
 
-def find_runs(root: str | Path, metric: str = "exact_match", filter_name: str = "answer") -> list[Run]:
+def find_runs(root: str | Path, metric: str | None = None, filter_name: str | None = None) -> list[Run]:
     runs = [load_run(p, metric, filter_name) for p in sorted(Path(root).rglob("results_*.json"))]
     return [r for r in runs if r.tasks]

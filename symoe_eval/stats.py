@@ -55,8 +55,8 @@ def mcnemar_exact(a, b) -> tuple[float, int, int]:
 def permutation_p(a, b, resamples: int = RESAMPLES, seed: int = 0) -> float:
     """Two-sided paired permutation test of the mean difference (exact when 2^n <= resamples)."""
     a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
-    if len(a) == 0 or np.all(a == b):
-        return 1.0
+    if len(a) < 2 or np.all(a == b):
+        return 1.0  # one pair: flipping its sign is as extreme as itself, so exactly 1
     result = stats.permutation_test((a, b), _mean_difference, permutation_type="samples", vectorized=True,
                                     n_resamples=resamples, alternative="two-sided",
                                     random_state=np.random.default_rng(seed))
@@ -89,6 +89,7 @@ class PairedResult:
     only_b: int
     permutation_p: float
     holm_p: float | None = None
+    scored_by: str = ""  # "metric,filter" read from the runs
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -7,7 +7,7 @@ import matplotlib.image as mpimg
 import pytest
 
 from conftest import run_cli
-from lm_eval_outputs import discordant, write_run
+from lm_eval_outputs import discordant, write_builtin_run, write_run
 from symoe_eval.compare import compare_runs, render
 from symoe_eval.errors import SymoeError
 from symoe_eval.leaderboard import build_leaderboard
@@ -108,3 +108,47 @@ def test_runs_pick_up_their_own_run_summary_for_cost(tmp_path):
     assert run.summary["total_loads"] == 2
     table = build_leaderboard(tmp_path, tmp_path / "b")["markdown"].read_text()
     assert "| 2 | 40 | 12 |" in table
+
+
+@pytest.fixture
+def builtin_runs(tmp_path):
+    a = write_builtin_run(tmp_path, "a", {"strict-match": [1, 1, 0, 1], "flexible-extract": [1, 1, 1, 1]}, [1, 0, 1])
+    b = write_builtin_run(tmp_path, "b", {"strict-match": [0, 1, 0, 0], "flexible-extract": [1, 1, 1, 0]}, [0, 0, 1])
+    return a, b
+
+
+def test_compare_reads_each_tasks_own_filter(builtin_runs):
+    a, b = builtin_runs
+    report = compare_runs(load_run(a), load_run(b))
+    rows = {r["name"]: r for r in report["tasks"]}
+    assert set(rows) == {"gsm8k", "mmlu_pro_math"}  # the group's aggregate has no samples: no row
+    assert rows["gsm8k"]["scored_by"] == "exact_match,strict-match"  # the task's first filter
+    assert (rows["gsm8k"]["n"], rows["gsm8k"]["accuracy_a"], rows["gsm8k"]["accuracy_b"]) == (4, 0.75, 0.25)
+    assert rows["mmlu_pro_math"]["scored_by"] == "exact_match,custom-extract"
+    assert report["paired_docs"] == 7
+    assert "exact_match,strict-match" in render(report, "table")
+
+
+def test_compare_filter_can_be_chosen_and_an_absent_one_is_an_error(builtin_runs):
+    a, b = builtin_runs
+    report = compare_runs(load_run(a, filter_name="flexible-extract"), load_run(b, filter_name="flexible-extract"), tasks=["gsm8k"])
+    (row,) = report["tasks"]
+    assert (row["scored_by"], row["accuracy_a"], row["accuracy_b"]) == ("exact_match,flexible-extract", 1.0, 0.75)
+    with pytest.raises(SymoeError, match="no scored documents for exact_match,answer .*exact_match,strict-match, exact_match,flexible-extract"):
+        compare_runs(load_run(a, filter_name="answer"), load_run(b, filter_name="answer"), tasks=["gsm8k"])
+
+
+def test_a_task_with_one_paired_document_still_gets_a_row(tmp_path):
+    a = write_run(tmp_path, "a", {}, {"symoe_gpqa": [1.0]})
+    b = write_run(tmp_path, "b", {}, {"symoe_gpqa": [0.0]})
+    (row,) = compare_runs(load_run(a), load_run(b))["tasks"]
+    assert (row["n"], row["permutation_p"], row["mcnemar_p"]) == (1, 1.0, 1.0)
+
+
+def test_compare_cli_on_builtin_shaped_runs(builtin_runs, tmp_path):
+    a, b = builtin_runs
+    done = run_cli(["symoe", "compare", str(a), str(b), "--json"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["paired_docs"] == 7
+    done = run_cli(["symoe", "compare", str(a), str(b), "--filter", "answer"], cwd=tmp_path)
+    assert done.returncode != 0 and "no scored documents" in done.stderr and "Traceback" not in done.stderr

@@ -21,7 +21,7 @@ import jsonlines
 
 from symoe_eval.aggregation import aggregate_prompt
 from symoe_eval.answers import extract_answer, grade
-from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine, pick_backend, sampling_for
+from symoe_eval.engines import GenerationCache, GenerationRequest, SamplingParams, make_engine, pick_backend, sampling_for
 from symoe_eval.errors import SymoeError
 from symoe_eval.plugin import registry_dir
 from symoe_eval.profiles import (
@@ -97,6 +97,7 @@ def build_profile(
     experts = list(spec.experts)
     val = load_validation(task, limit, data_dir)
     cache = Path(cache_dir) if cache_dir else cache_root() / "generations" / spec.name
+    GenerationCache(cache).check_writable()
     scheduler = Scheduler(
         lambda name: make_engine(spec.expert(name), backend, cache_dir=cache, batch_size=batch_size, seed=seed),
         max_loaded or default_max_loaded(backend),

@@ -190,3 +190,50 @@ def test_row_sampler_draws_each_row_independently_of_its_batch():
     assert [b[1] for b in batch] == [a[0] for a in alone]  # row 1 draws the same with or without mates
     assert len({b[0] for b in batch}) > 1  # and it samples, not argmax
     assert draws([1], [23]) != alone
+
+
+def test_a_torn_tail_does_not_eat_the_next_record(tmp_path):
+    from symoe_eval.engines import Completion, GenerationCache
+
+    cache = GenerationCache(tmp_path)
+    cache.put("m", "k1", Completion("one", 1))
+    with open(tmp_path / "m.jsonl", "a") as fh:
+        fh.write('{"key": "k2", "text": "cut off')  # a kill mid-write
+    GenerationCache(tmp_path).put("m", "k3", Completion("three", 1))
+    reread = GenerationCache(tmp_path)
+    assert reread.get("m", "k3").text == "three" and reread.get("m", "k1").text == "one"
+    assert reread.skipped_lines == 1
+
+
+def test_malformed_cache_lines_are_skipped_counted_and_named(tmp_path, caplog):
+    from symoe_eval.engines import Completion, GenerationCache
+
+    GenerationCache(tmp_path).put("m", "good", Completion("fine", 2))
+    with open(tmp_path / "m.jsonl", "a") as fh:
+        fh.write('{"key": "nofield", "text": "x"}\n[1, 2]\n"just a string"\n{"key": 5, "text": "x", "num_tokens": 1}\n')
+    cache = GenerationCache(tmp_path)
+    with caplog.at_level("WARNING"):
+        assert cache.get("m", "nofield") is None and cache.get("m", "good").text == "fine"
+    assert cache.skipped_lines == 4
+    assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()] == [
+        f"generation cache {tmp_path / 'm.jsonl'}: skipped 4 unreadable line(s); they are regenerated"]
+
+
+def test_unwritable_cache_fails_before_loading_and_a_failed_write_keeps_the_generation(tmp_path, monkeypatch):
+    import os
+
+    from symoe_eval.engines import Completion, GenerationCache
+    from symoe_eval.errors import SymoeError
+
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    with pytest.raises(SymoeError, match=f"generation cache {blocked / 'sub'} is not writable"):
+        GenerationCache(blocked / "sub").check_writable()
+    cache = GenerationCache(tmp_path / "c")
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, os.strerror(28))
+
+    monkeypatch.setattr(GenerationCache, "_append", staticmethod(full_disk))
+    cache.put("m", "k", Completion("kept", 1))
+    assert cache.get("m", "k").text == "kept" and cache.failed_writes == 1

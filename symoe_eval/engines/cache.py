@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Sequence
 
-import jsonlines
-
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest
+from symoe_eval.errors import SymoeError
+
+log = logging.getLogger(__name__)
+FIELDS = {"key": str, "text": str, "num_tokens": int}
 
 
 def request_key(engine: Engine, request: GenerationRequest) -> str:
@@ -32,29 +36,54 @@ def request_key(engine: Engine, request: GenerationRequest) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def _valid(row) -> bool:
+    return isinstance(row, dict) and all(isinstance(row.get(k), t) for k, t in FIELDS.items())
+
+
 class GenerationCache:
-    """One jsonlines file per expert under ``directory``; tolerant of a torn last line."""
+    """One jsonlines file per expert under ``directory``. Unreadable lines (a torn tail after a
+    kill, a hand-edited or foreign line) are skipped and counted, and the file named once; a
+    record never starts on a torn line, and a failed write keeps the run going."""
 
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._entries: dict[str, dict[str, dict]] = {}
         self._lock = threading.Lock()
+        self.skipped_lines = 0
+        self.failed_writes = 0
 
     def _file(self, expert: str) -> Path:
         return self.directory / f"{expert}.jsonl"
 
+    def check_writable(self) -> None:
+        """Fail before any model loads, not after the work is done."""
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            probe = self.directory / f".write-check-{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as err:
+            raise SymoeError(f"generation cache {self.directory} is not writable ({err.strerror}); "
+                             "pass cache_dir=<a writable folder> or cache_dir=none") from None
+
     def entries(self, expert: str) -> dict[str, dict]:
         if expert not in self._entries:
             found: dict[str, dict] = {}
-            path = self._file(expert)
+            path, bad = self._file(expert), 0
             if path.exists():
                 with open(path) as fh:
                     for line in fh:
                         try:
                             row = json.loads(line)
+                        except ValueError:
+                            row = None
+                        if _valid(row):
                             found[row["key"]] = row
-                        except (ValueError, KeyError):
-                            continue  # a run killed mid-write leaves a partial line
+                        elif line.strip():
+                            bad += 1
+            if bad:
+                self.skipped_lines += bad
+                log.warning("generation cache %s: skipped %d unreadable line(s); they are regenerated", path, bad)
             self._entries[expert] = found
         return self._entries[expert]
 
@@ -72,10 +101,25 @@ class GenerationCache:
             "finish_reason": completion.finish_reason,
         }
         with self._lock:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            with jsonlines.open(self._file(expert), mode="a", flush=True) as writer:
-                writer.write(row)
             self.entries(expert)[key] = row
+            try:
+                self._append(self._file(expert), json.dumps(row))
+            except OSError as err:
+                self.failed_writes += 1
+                log.warning("generation cache %s: write failed (%s); keeping the generation in memory only",
+                            self._file(expert), err.strerror)
+
+    @staticmethod
+    def _append(path: Path, line: str) -> None:
+        """One record per line, starting a fresh line when a killed run left a torn tail."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "ab+") as fh:
+            torn = False
+            if fh.seek(0, os.SEEK_END) > 0:
+                fh.seek(-1, os.SEEK_END)
+                torn = fh.read(1) != b"\n"
+            fh.write((b"\n" if torn else b"") + line.encode() + b"\n")
+            fh.flush()
 
 
 class CachedEngine(Engine):

@@ -16,6 +16,7 @@ from lm_eval.api.model import LM
 
 from symoe_eval.engines import (
     Engine,
+    GenerationCache,
     GenerationRequest,
     SamplingParams,
     make_engine,
@@ -65,6 +66,8 @@ class SymoeLM(LM):
         self.batch_size = 8 if str(batch_size).startswith("auto") else int(batch_size)
         self.torch_device = device if device not in (None, "", "auto") else None
         self.cache_dir = self._cache_dir(cache_dir)
+        if self.cache_dir is not None:
+            GenerationCache(self.cache_dir).check_writable()
         if self.pool.max_gen_toks and self.max_gen_toks is None:
             log.info("pool %s caps each call at %d new tokens; max_gen_toks=N in --model_args raises it",
                      self.pool.name, self.pool.max_gen_toks)

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from symoe_eval.atomic import publish, scratch_path
 from symoe_eval.errors import SymoeError
 
 CACHE_ENV = "SYMOE_CACHE_DIR"
@@ -304,13 +305,12 @@ def resolve_weights(spec: ExpertSpec | EmbeddingSpec) -> tuple[str, str | None]:
         return str(target.parent), source.gguf_file or target.name
     target = cache_root() / "gguf" / spec.name / source.gguf_file
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".partial")
+        partial = scratch_path(target)
         with open(partial, "wb") as out:
             for part in parts:
                 with open(part, "rb") as fh:
                     while block := fh.read(1 << 22):
                         out.write(block)
         _verified(partial, source.sha256, where)
-        partial.rename(target)
+        publish(partial, target)
     return str(target.parent), target.name

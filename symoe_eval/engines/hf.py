@@ -14,6 +14,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Iterator, Sequence
 
+from symoe_eval.atomic import publish, scratch_path
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest, truncate_at_stop
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec, cache_root, resolve_weights
@@ -164,10 +165,10 @@ class HFEngine(Engine):
         model.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        partial = target.with_name(target.name + ".partial")
-        model.save_pretrained(partial)
-        tokenizer.save_pretrained(partial)
-        partial.rename(target)
+        scratch = scratch_path(target)
+        model.save_pretrained(scratch)
+        tokenizer.save_pretrained(scratch)
+        publish(scratch, target)
 
     def _end_ids(self) -> list[int]:
         vocab = self.tokenizer.get_vocab()

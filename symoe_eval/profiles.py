@@ -140,7 +140,10 @@ def load_profile(root: Path, pool: str, task: str) -> TaskProfile:
         if path.is_file():
             try:
                 return TaskProfile.from_json(json.loads(path.read_text()))
-            except (ValueError, KeyError, TypeError) as err:
+            except KeyError as err:
+                raise SymoeError(f"{path} is not a valid profile: field '{err.args[0]}' is missing; "
+                                 "rebuild it with symoe profile") from None
+            except (ValueError, TypeError) as err:
                 raise SymoeError(f"{path} is not a valid profile ({err}); rebuild it with symoe profile") from None
     raise SymoeError(
         f"no profile for task '{base_task(task)}' and pool '{pool}' under {root}; build it with: "

@@ -151,3 +151,27 @@ def test_missing_profile_and_bad_arguments(setup):
         model(setup, routing="oracle")
     with pytest.raises(SymoeError, match="unknown expert 'gpt-5'"):
         model(setup, aggregator="gpt-5")
+
+
+@pytest.mark.parametrize("args,message", [
+    ({"k": "abc"}, "model_args k=abc: expected an integer >= 1"),
+    ({"k": "0"}, "model_args k=0: expected an integer >= 1"),
+    ({"seed": "x"}, "model_args seed=x: expected an integer"),
+    ({"temperature": "-1"}, "model_args temperature=-1: expected a number >= 0"),
+    ({"max_gen_toks": "0"}, "model_args max_gen_toks=0: expected an integer >= 1"),
+    ({"max_loaded": "two"}, "model_args max_loaded=two: expected an integer >= 1"),
+])
+def test_bad_model_args_name_the_argument_and_its_range(setup, args, message):
+    with pytest.raises(SymoeError) as err:
+        model(setup, **args)
+    assert str(err.value) == message
+
+
+def test_a_profile_missing_a_field_names_the_file_and_field(setup):
+    pool, profiles, _ = setup
+    path = profiles / "subjects" / "symoe_gpqa" / "profile.json"
+    data = json.loads(path.read_text())
+    del data["aggregator"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(SymoeError, match=f"{path} is not a valid profile: field 'aggregator' is missing"):
+        model(setup).generate_until(instances("symoe_gpqa", make_questions(1, 6000, seed=7)))

@@ -35,8 +35,18 @@ def default_pool(backend: str) -> str:
     return "paper16" if backend == "vllm" else "tiny-cpu"
 
 
-def _optional(value: Any, kind: type):
-    return None if value in (None, "", "None", "none") else kind(value)
+def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = None, optional: bool = False):
+    """A --model_args value as ``kind``, or one line naming the argument and its valid range."""
+    if optional and value in (None, "", "None", "none"):
+        return None
+    valid = ("an integer" if kind is int else "a number") + (f" >= {minimum}" if minimum is not None else "")
+    try:
+        converted = kind(value)
+    except (TypeError, ValueError):
+        raise SymoeError(f"model_args {name}={value}: expected {valid}") from None
+    if minimum is not None and converted < minimum:
+        raise SymoeError(f"model_args {name}={value}: expected {valid}")
+    return converted
 
 
 class SymoeLM(LM):
@@ -60,10 +70,10 @@ class SymoeLM(LM):
             raise SymoeError(f"{type(self).__name__}: unknown model_args {', '.join(sorted(ignored))}")
         self.backend = pick_backend(engine)
         self.pool: Pool = load_pool(pool or default_pool(self.backend))
-        self.seed = int(seed)
-        self.temperature = _optional(temperature, float)
-        self.max_gen_toks = _optional(max_gen_toks, int)
-        self.batch_size = 8 if str(batch_size).startswith("auto") else int(batch_size)
+        self.seed = model_arg("seed", seed)
+        self.temperature = model_arg("temperature", temperature, float, minimum=0, optional=True)
+        self.max_gen_toks = model_arg("max_gen_toks", max_gen_toks, minimum=1, optional=True)
+        self.batch_size = 8 if str(batch_size).startswith("auto") else model_arg("batch_size", batch_size, minimum=1)
         self.torch_device = device if device not in (None, "", "auto") else None
         self.cache_dir = self._cache_dir(cache_dir)
         if self.cache_dir is not None:

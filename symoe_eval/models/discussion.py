@@ -15,6 +15,7 @@ import re
 from symoe_eval.aggregation import discussion_prompt
 from symoe_eval.answers import INVALID, choices_in, extract_answer, vote
 from symoe_eval.errors import SymoeError
+from symoe_eval.models.base import model_arg
 from symoe_eval.models.staged import StagedLM, parse_names
 
 VOTES = ("majority", "confidence")
@@ -41,11 +42,9 @@ class Discussion(StagedLM):
     def __init__(self, agents: str | None = None, n: int = 3, rounds: int = 2, vote: str = "majority", **kwargs):
         super().__init__(**kwargs)
         self.agents = "|".join(self.pool.expert(a).name for a in parse_names(agents)) or None
-        self.n, self.rounds = int(n), int(rounds)
+        self.n, self.rounds = model_arg("n", n, minimum=1), model_arg("rounds", rounds, minimum=0)
         if vote not in VOTES:
             raise SymoeError(f"unknown vote '{vote}'; choose one of {', '.join(VOTES)}")
-        if self.rounds < 0 or self.n < 1:
-            raise SymoeError("discussion needs rounds >= 0 and n >= 1")
         self.vote = vote
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:

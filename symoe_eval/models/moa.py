@@ -10,7 +10,7 @@ instance-level routing); the aggregator is the task profile's. Each layer is one
 from __future__ import annotations
 
 from symoe_eval.answers import extract_answer
-from symoe_eval.errors import SymoeError
+from symoe_eval.models.base import model_arg
 from symoe_eval.models.staged import StagedLM, parse_names
 from symoe_eval.scheduling import Call
 
@@ -21,12 +21,10 @@ class MixtureOfAgents(StagedLM):
     def __init__(self, layers: int = 3, proposers: str | None = None, n: int = 3, aggregator: str | None = None,
                  aggregator_max_gen_toks: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.layers, self.n = int(layers), int(n)
-        if self.layers < 1 or self.n < 1:
-            raise SymoeError("moa needs layers >= 1 and n >= 1")
+        self.layers, self.n = model_arg("layers", layers, minimum=1), model_arg("n", n, minimum=1)
         self.proposers = "|".join(self.pool.expert(p).name for p in parse_names(proposers)) or None
         self.aggregator = self.pool.expert(aggregator).name if aggregator else None
-        self.aggregator_max_gen_toks = int(aggregator_max_gen_toks) if aggregator_max_gen_toks else None
+        self.aggregator_max_gen_toks = model_arg("aggregator_max_gen_toks", aggregator_max_gen_toks, minimum=1, optional=True)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         questions = self.questions(requests)

@@ -12,7 +12,7 @@ from symoe_eval.aggregation import aggregate_prompt, fit_responses, response_bud
 from symoe_eval.answers import extract_answer
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.base import SymoeLM
+from symoe_eval.models.base import SymoeLM, model_arg
 from symoe_eval.plugin import registry_dir
 from symoe_eval.profiles import TaskProfile, load_profile
 from symoe_eval.routing import strongest
@@ -52,7 +52,7 @@ class StagedLM(SymoeLM):
         super().__init__(**kwargs)
         self.profiles_root = profiles or str(registry_dir() / "profiles")
         self.log_dir = log_dir
-        self.max_loaded = int(max_loaded) if max_loaded else default_max_loaded(self.backend)
+        self.max_loaded = model_arg("max_loaded", max_loaded, minimum=1, optional=True) or default_max_loaded(self.backend)
         self.truncated_responses = 0
 
     # ------------------------------------------------------------------ inputs

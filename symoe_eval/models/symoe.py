@@ -12,6 +12,7 @@ import logging
 from symoe_eval.answers import extract_answer
 from symoe_eval.engines import SamplingParams
 from symoe_eval.errors import SymoeError
+from symoe_eval.models.base import model_arg
 from symoe_eval.models.staged import StagedLM
 from symoe_eval.registry import resolve_weights
 from symoe_eval.routing import ROUTING_MODES, Route, SentenceEmbedder, map_keywords, question_rng, route
@@ -42,16 +43,14 @@ class SymbolicMoE(StagedLM):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.k = int(k)
-        if self.k < 1:
-            raise SymoeError("k must be at least 1")
+        self.k = model_arg("k", k, minimum=1)
         if routing not in ROUTING_MODES:
             raise SymoeError(f"unknown routing '{routing}'; choose one of {', '.join(ROUTING_MODES)}")
         self.routing = routing
         self.aggregator_override = self.pool.expert(aggregator).name if aggregator else None
         self.keyword_model = self.pool.keyword_model(keyword_model)
-        self.keyword_max_gen_toks = int(keyword_max_gen_toks)
-        self.aggregator_max_gen_toks = int(aggregator_max_gen_toks) if aggregator_max_gen_toks else None
+        self.keyword_max_gen_toks = model_arg("keyword_max_gen_toks", keyword_max_gen_toks, minimum=1)
+        self.aggregator_max_gen_toks = model_arg("aggregator_max_gen_toks", aggregator_max_gen_toks, minimum=1, optional=True)
         self._embedder: SentenceEmbedder | None = None
 
     def embedder(self) -> SentenceEmbedder:

@@ -39,10 +39,11 @@ def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0) 
     chosen = tasks or shared
     missing = [t for t in chosen if t not in shared]
     if missing or not chosen:
-        raise SymoeError(
-            f"tasks {missing or chosen} are not in both runs with samples; in both: {', '.join(shared) or 'none'} "
-            "(run lm_eval with --log_samples)"
-        )
+        def listed(run: Run) -> str:
+            return ", ".join(sorted(run.tasks)) or "none with samples (run lm_eval with --log_samples)"
+
+        asked = f"tasks {', '.join(missing)} are not in both runs" if missing else "the runs share no task"
+        raise SymoeError(f"{asked}: A has {listed(a)}; B has {listed(b)}")
     rows, pooled_a, pooled_b = [], [], []
     for task in chosen:
         _, sa, sb = paired_scores(a, b, task)

@@ -51,8 +51,9 @@ def build_table(runs: list[Run], baseline: str | None = None) -> tuple[list[str]
     base_run = None
     if baseline:
         matches = [r for r in runs if baseline in r.label]
-        if not matches:
-            raise SymoeError(f"no run matches baseline '{baseline}'; runs: {', '.join(r.label for r in runs)}")
+        if len(matches) != 1:
+            found = "; ".join(f"{r.label} ({r.results_path})" for r in (matches or runs))
+            raise SymoeError(f"baseline '{baseline}' matches {len(matches)} runs, not one: {found}")
         base_run = matches[0]
     rows = []
     for run in runs:
@@ -72,19 +73,31 @@ def build_table(runs: list[Run], baseline: str | None = None) -> tuple[list[str]
     return tasks, rows
 
 
-def _cell(row: dict, task: str) -> str:
+def column_sizes(rows: list[dict]) -> dict[str, int]:
+    """Each task's most common document count: cells with another count are marked."""
+    counts: dict[str, Counter] = {}
+    for r in rows:
+        for task, cell in r["cells"].items():
+            counts.setdefault(task, Counter())[cell[3]] += 1
+    return {t: c.most_common(1)[0][0] for t, c in counts.items()}
+
+
+def _cell(row: dict, task: str, usual_n: int | None = None) -> str:
     if task not in row["cells"]:
         return "-"
     acc, low, high, n = row["cells"][task]
-    return f"{acc:.1%} [{low:.1%}, {high:.1%}]{' ' + row['marks'][task] if task in row['marks'] else ''}"
+    other_n = f" (n={n})" if usual_n is not None and n != usual_n else ""
+    return f"{acc:.1%} [{low:.1%}, {high:.1%}]{other_n}{' ' + row['marks'][task] if task in row['marks'] else ''}"
 
 
 def render_markdown(tasks: list[str], rows: list[dict], note: str = "") -> str:
+    usual = column_sizes(rows)
     sizes = sorted({c[3] for r in rows for c in r["cells"].values()})
     head = ["run", *tasks, "macro avg", "model loads", "generated tokens", "wall time (s)"]
     lines = [
         f"Accuracy (exact match) with 95% Wilson CI; n per task: {', '.join(map(str, sizes))}. "
-        "+ / - : significantly better / worse than the baseline (paired exact McNemar, Holm, alpha 0.05).",
+        "+ / - : significantly better / worse than the baseline (paired exact McNemar, Holm, alpha 0.05). "
+        "(n=N): this cell counts N documents, not the column's usual number.",
     ]
     if note:
         lines.append(note)
@@ -92,7 +105,7 @@ def render_markdown(tasks: list[str], rows: list[dict], note: str = "") -> str:
     for r in rows:
         cost = [str(r["loads"] if r["loads"] is not None else "-"), str(r["tokens"] if r["tokens"] is not None else "-"),
                 f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"]
-        lines.append("| " + " | ".join([r["run"], *(_cell(r, t) for t in tasks), f"{r['macro']:.1%}", *cost]) + " |")
+        lines.append("| " + " | ".join([r["run"], *(_cell(r, t, usual.get(t)) for t in tasks), f"{r['macro']:.1%}", *cost]) + " |")
     return "\n".join(lines) + "\n"
 
 

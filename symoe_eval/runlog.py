@@ -8,10 +8,12 @@ can put cost beside accuracy.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import sys
 from pathlib import Path
+from typing import Iterable
 
 import jsonlines
 
@@ -35,6 +37,13 @@ def lm_eval_output_path(argv: list[str] | None = None) -> Path | None:
     return None
 
 
+def answers_digest(answers: Iterable[tuple[str, int, str]]) -> str:
+    """What ties a run summary to its lm-eval run: a hash of every (task, doc_id, returned text),
+    which our summary records and lm-eval's samples files hold as ``resps``."""
+    rows = sorted((str(task), int(doc), text) for task, doc, text in answers)
+    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
+
+
 class RunLog:
     def __init__(self, folder: Path, stem: str):
         self.folder = folder
@@ -51,7 +60,9 @@ class RunLog:
     def record(self, row: dict) -> None:
         self.rows.append(row)
 
-    def finish(self, summary: dict) -> None:
+    def finish(self, summary: dict, answers: Iterable[tuple[str, int, str]]) -> None:
+        """Write the rows and the summary; ``answers`` are the run's (task, doc_id, text)."""
+        summary = {**summary, "answers_digest": answers_digest(answers)}
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.rows:
             with jsonlines.open(self.rows_path, mode="w") as writer:

@@ -7,10 +7,14 @@ plus, for our models, the run summary our run log wrote next to lm-eval's output
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from symoe_eval.errors import SymoeError
+from symoe_eval.runlog import answers_digest
+
+log = logging.getLogger(__name__)
 
 PATH_ARGS = ("profiles", "cache_dir", "log_dir", "pretrained", "gguf_file")
 
@@ -23,6 +27,7 @@ class TaskSamples:
     scores: dict[int, float] = field(default_factory=dict)
     doc_hash: dict[int, str] = field(default_factory=dict)
     prompt_hash: dict[int, str] = field(default_factory=dict)
+    texts: dict[int, list[str]] = field(default_factory=dict)  # what the model returned per doc
 
     @property
     def scored_by(self) -> str:
@@ -76,33 +81,55 @@ class Run:
         return float(value) if value is not None else None
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """Rows of a jsonlines file; a torn last line (a killed run) is skipped with a warning, any
+    other unreadable line is one error naming the file and the line."""
+    lines = path.read_text().splitlines()
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except ValueError as err:
+            if number == len(lines):
+                log.warning("%s: skipped its torn last line %d (a killed run?)", path, number)
+                continue
+            raise SymoeError(f"{path}: line {number} is not JSON ({err.msg}); the file is damaged") from None
+    return rows
+
+
 def _read_samples(path: Path, metric: str, filter_name: str, available: list[str]) -> TaskSamples:
     out = TaskSamples(metric, filter_name, available)
-    with open(path) as fh:
-        for line in fh:
-            row = json.loads(line)
-            if row.get("filter", filter_name) != filter_name or metric not in row:
-                continue
-            doc = int(row["doc_id"])
-            out.scores[doc] = float(row[metric])
-            out.doc_hash[doc] = row.get("doc_hash", "")
-            out.prompt_hash[doc] = row.get("prompt_hash", "")
+    for row in read_jsonl(path):
+        doc = int(row["doc_id"])
+        out.texts.setdefault(doc, [t for resp in row.get("resps", []) for t in (resp if isinstance(resp, list) else [resp])])
+        if row.get("filter", filter_name) != filter_name or metric not in row:
+            continue
+        out.scores[doc] = float(row[metric])
+        out.doc_hash[doc] = row.get("doc_hash", "")
+        out.prompt_hash[doc] = row.get("prompt_hash", "")
     return out
 
 
-def _summary_for(results_path: Path, model: str) -> dict | None:
-    """The latest run summary of this method written before the results, in the results folder
-    or the --output_path folder above it."""
-    stamp = results_path.stem.removeprefix("results_").replace(".", "-")[:19]
-    candidates = []
+def run_digest(tasks: dict[str, TaskSamples]) -> str:
+    return answers_digest((task, doc, text) for task, s in tasks.items() for doc, texts in s.texts.items() for text in texts)
+
+
+def _summary_for(results_path: Path, model: str, digest: str) -> dict | None:
+    """Our run summary of this run, in the results folder or the --output_path folder above it:
+    the one whose ``answers_digest`` matches the texts in the run's samples (never by time, so a
+    folder of several runs credits each with its own cost)."""
     for folder in (results_path.parent, results_path.parent.parent):
-        for path in folder.glob("routing_summary_*.json"):
-            written = path.stem.rsplit("_", 1)[-1].replace(".", "-")[:19]
-            if written <= stamp:
+        for path in sorted(folder.glob("routing_summary_*.json")):
+            try:
                 summary = json.loads(path.read_text())
-                if summary.get("method") == model:
-                    candidates.append((written, summary))
-    return max(candidates, key=lambda c: c[0])[1] if candidates else None
+            except ValueError:
+                log.warning("%s: not JSON; ignored", path)
+                continue
+            if summary.get("method") == model and summary.get("answers_digest") == digest:
+                return summary
+    return None
 
 
 def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None) -> Run:
@@ -116,7 +143,10 @@ def load_run(path: str | Path, metric: str | None = None, filter_name: str | Non
         path = found[-1]
     if not path.is_file():
         raise SymoeError(f"{path} does not exist")
-    results = json.loads(path.read_text())
+    try:
+        results = json.loads(path.read_text())
+    except ValueError as err:
+        raise SymoeError(f"{path} is not JSON ({err.msg} at line {err.lineno}); the run did not finish writing it") from None
     stamp = path.stem.removeprefix("results_")
     tasks = {}
     for task, task_results in results.get("results", {}).items():
@@ -133,7 +163,7 @@ def load_run(path: str | Path, metric: str | None = None, filter_name: str | Non
     config = results.get("config", {})
     model = str(config.get("model", "?"))
     args = config.get("model_args") or {}
-    return Run(path, model, args, results, tasks, _summary_for(path, model))
+    return Run(path, model, args, results, tasks, _summary_for(path, model, run_digest(tasks)) if tasks else None)
 
 
 def find_runs(root: str | Path, metric: str | None = None, filter_name: str | None = None) -> list[Run]:

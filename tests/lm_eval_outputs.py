@@ -10,8 +10,8 @@ def sha(text: str) -> str:
 
 
 def write_run(root: Path, name: str, model_args: dict, tasks: dict[str, list[float]], stamp="2026-11-25T10-00-00.000001",
-              prompt_suffix: str = "", model: str = "symoe_expert", wall: float = 12.0) -> Path:
-    folder = root / name / "model_dir"
+              prompt_suffix: str = "", model: str = "symoe_expert", wall: float = 12.0, folder: Path | None = None) -> Path:
+    folder = folder or root / name / "model_dir"
     folder.mkdir(parents=True, exist_ok=True)
     results = {
         "results": {t: {"alias": t, "exact_match,answer": sum(s) / len(s)} for t, s in tasks.items()},
@@ -26,8 +26,21 @@ def write_run(root: Path, name: str, model_args: dict, tasks: dict[str, list[flo
                 fh.write(json.dumps({
                     "doc_id": doc, "filter": "answer", "exact_match": score, "metrics": ["exact_match"],
                     "doc_hash": sha(f"{task}-{doc}"), "prompt_hash": sha(f"{task}-{doc}{prompt_suffix}"),
+                    "resps": [[answer_text(name, task, doc)]],
                 }) + "\n")
     return path
+
+
+def answer_text(name: str, task: str, doc: int) -> str:
+    return f"{name} on {task} doc {doc}: The answer is (A)"
+
+
+def run_summary(name: str, tasks: dict[str, list[float]], **fields) -> dict:
+    """The run summary our models write for the run ``write_run(name, tasks)`` stands for."""
+    from symoe_eval.runlog import answers_digest
+
+    digest = answers_digest((t, d, answer_text(name, t, d)) for t, scores in tasks.items() for d in range(len(scores)))
+    return {"answers_digest": digest, **fields}
 
 
 def discordant(both: int, only_a: int, only_b: int, neither: int) -> tuple[list[float], list[float]]:

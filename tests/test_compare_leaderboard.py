@@ -7,11 +7,11 @@ import matplotlib.image as mpimg
 import pytest
 
 from conftest import run_cli
-from lm_eval_outputs import discordant, write_builtin_run, write_run
+from lm_eval_outputs import discordant, run_summary, write_builtin_run, write_run
 from symoe_eval.compare import compare_runs, render
 from symoe_eval.errors import SymoeError
 from symoe_eval.leaderboard import build_leaderboard
-from symoe_eval.runs import load_run
+from symoe_eval.runs import find_runs, load_run
 from symoe_eval.stats import holm
 
 
@@ -59,7 +59,7 @@ def test_runs_on_different_docs_or_prompts_are_refused(tmp_path):
         compare_runs(load_run(a), load_run(short))
     with pytest.raises(SymoeError, match="different prompt"):
         compare_runs(load_run(a), load_run(other_prompt))
-    with pytest.raises(SymoeError, match="not in both runs"):
+    with pytest.raises(SymoeError, match="tasks symoe_aime24 are not in both runs: A has symoe_gpqa; B has symoe_gpqa"):
         compare_runs(load_run(a), load_run(short), tasks=["symoe_aime24"])
 
 
@@ -94,20 +94,62 @@ def test_leaderboard_on_an_empty_folder_is_one_line(tmp_path):
         build_leaderboard(tmp_path)
 
 
-def test_runs_pick_up_their_own_run_summary_for_cost(tmp_path):
-    results = write_run(tmp_path, "r", {"pool": "tiny-cpu"}, {"symoe_gpqa": [1.0, 0.0]}, model="symoe",
-                        stamp="2026-11-25T10-00-00.000001")
-    out = results.parent.parent
-    (out / "routing_summary_symoe_expert_tiny-cpu_2026-11-25T09-59-00.000001.json").write_text(
-        json.dumps({"method": "symoe_expert", "total_loads": 99, "models": {}}))
-    (out / "routing_summary_symoe_tiny-cpu_2026-11-25T09-59-30.000001.json").write_text(
-        json.dumps({"method": "symoe", "total_loads": 2, "models": {"a": {"generated_tokens": 40}}}))
-    (out / "routing_summary_symoe_tiny-cpu_2026-11-25T10-30-00.000001.json").write_text(
-        json.dumps({"method": "symoe", "total_loads": 7, "models": {}}))  # a later run's
-    run = load_run(results)
-    assert run.summary["total_loads"] == 2
+def test_runs_in_one_folder_each_get_their_own_run_summary(tmp_path):
+    """Two symoe runs in one --output_path folder: each is credited with the summary whose answers
+    digest matches its samples, whatever the summaries' timestamps say."""
+    folder = tmp_path / "out" / "model_dir"
+    first, second = {"symoe_gpqa": [1.0, 0.0]}, {"symoe_gpqa": [0.0, 0.0]}
+    write_run(tmp_path, "first", {"pool": "tiny-cpu"}, first, model="symoe", stamp="2026-11-25T10-00-00.000001", folder=folder)
+    write_run(tmp_path, "second", {"pool": "tiny-cpu", "k": 2}, second, model="symoe", stamp="2026-11-25T11-00-00.000001",
+              folder=folder)
+    summaries = {  # stamps that a time-based match would get wrong
+        "symoe_tiny-cpu_2026-11-25T10-59-00.000001": run_summary("first", first, method="symoe", total_loads=2,
+                                                                  models={"a": {"generated_tokens": 40}}),
+        "symoe_tiny-cpu_2026-11-25T09-00-00.000001": run_summary("second", second, method="symoe", total_loads=7, models={}),
+        "symoe_expert_tiny-cpu_2026-11-25T10-59-30.000001": run_summary("first", first, method="symoe_expert", total_loads=99),
+    }
+    for stem, summary in summaries.items():
+        (folder.parent / f"routing_summary_{stem}.json").write_text(json.dumps(summary))
+    runs = {r.stamp: r for r in find_runs(tmp_path)}
+    assert runs["2026-11-25T10-00-00.000001"].summary["total_loads"] == 2
+    assert runs["2026-11-25T11-00-00.000001"].summary["total_loads"] == 7
     table = build_leaderboard(tmp_path, tmp_path / "b")["markdown"].read_text()
-    assert "| 2 | 40 | 12 |" in table
+    assert "| 2 | 40 | 12 |" in table and "| 7 | 0 | 12 |" in table
+
+
+def test_a_cut_samples_file_skips_its_torn_last_line_and_names_a_damaged_one(tmp_path, caplog):
+    results = write_run(tmp_path, "r", {}, {"symoe_gpqa": [1.0, 0.0, 1.0]})
+    (samples,) = results.parent.glob("samples_*.jsonl")
+    text = samples.read_text()
+    samples.write_text(text[: len(text) - 40])  # killed mid-write
+    with caplog.at_level("WARNING"):
+        run = load_run(results)
+    assert len(run.tasks["symoe_gpqa"].scores) == 2 and "torn last line 3" in caplog.text
+    lines = text.splitlines()
+    samples.write_text("\n".join([lines[0], lines[1][:30], lines[2]]) + "\n")
+    with pytest.raises(SymoeError, match=f"{samples}: line 2 is not JSON"):
+        load_run(results)
+    results.write_text(results.read_text()[:20])
+    with pytest.raises(SymoeError, match=f"{results} is not JSON"):
+        load_run(results)
+
+
+def test_runs_on_different_tasks_list_each_runs_tasks(tmp_path):
+    a = write_run(tmp_path, "a", {}, {"symoe_gpqa": [1.0]})
+    b = write_run(tmp_path, "b", {}, {"symoe_aime24": [1.0], "symoe_medmcqa": [0.0]})
+    with pytest.raises(SymoeError, match="the runs share no task: A has symoe_gpqa; B has symoe_aime24, symoe_medmcqa"):
+        compare_runs(load_run(a), load_run(b))
+
+
+def test_leaderboard_marks_cells_with_other_document_counts_and_refuses_an_ambiguous_baseline(tmp_path):
+    write_run(tmp_path, "a", {"expert": "qwen-a"}, {"symoe_gpqa": [1.0, 0.0, 1.0, 1.0]})
+    write_run(tmp_path, "b", {"expert": "qwen-b"}, {"symoe_gpqa": [1.0, 0.0, 0.0, 1.0]})
+    write_run(tmp_path, "c", {"expert": "smol"}, {"symoe_gpqa": [1.0, 0.0]})
+    table = build_leaderboard(tmp_path, tmp_path / "b")["markdown"].read_text()
+    assert "(n=2)" in next(line for line in table.splitlines() if "expert=smol" in line)
+    assert "(n=" not in next(line for line in table.splitlines() if "expert=qwen-a" in line)
+    with pytest.raises(SymoeError, match="baseline 'qwen' matches 2 runs, not one"):
+        build_leaderboard(tmp_path, tmp_path / "b", baseline="qwen")
 
 
 @pytest.fixture

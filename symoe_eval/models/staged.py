@@ -153,6 +153,7 @@ class StagedLM(SymoeLM):
 
     def finish(self, requests, questions: list[Question], finals: dict, rows: list[dict], scheduler: Scheduler,
                summary: dict) -> list[str]:
+        texts = [finals[q.key] for q in questions]
         runlog = RunLog.open(self.log_dir, self.method, self.pool.name)
         for row in rows:
             runlog.record(row)
@@ -160,8 +161,7 @@ class StagedLM(SymoeLM):
             "method": self.method, "pool": self.pool.name, "seed": self.seed, "backend": self.backend,
             "questions": len(questions), "truncated_responses": self.truncated_responses,
             **summary, **scheduler.summary(),
-        })
-        texts = [finals[q.key] for q in questions]
+        }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
         for req, text in zip(requests, texts):
             self.cache_hook.add_partial("generate_until", req.args, text)
         return texts

@@ -3,7 +3,8 @@ Mixture-of-Agents baseline."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 from symoe_eval.answers import strip_thinking
 
@@ -44,26 +45,85 @@ def discussion_prompt(question_prompt: str, own: str, others: Sequence[str], ask
     )
 
 
-# Conservative characters-per-token for budgeting text before it reaches a tokenizer.
-CHARS_PER_TOKEN = 3
 DEFAULT_CONTEXT = 32768
-MIN_RESPONSE_CHARS = 200
+MIN_RESPONSE_TOKENS = 64  # below this a quoted response says nothing; cut the question instead
+MIN_QUESTION_TOKENS = 32
+TEMPLATE_ALLOWANCE = 256  # chat-template tokens a byte count cannot see
 
 
-def response_budget(context_tokens: int | None, max_new_tokens: int, fixed_text: str, count: int) -> int:
-    """Characters each of ``count`` responses may keep so that the prompt plus ``max_new_tokens``
-    fits a ``context_tokens`` window (``fixed_text`` is the rest of the prompt)."""
-    free_tokens = (context_tokens or DEFAULT_CONTEXT) - max_new_tokens - len(fixed_text) // CHARS_PER_TOKEN - 64
-    return max(MIN_RESPONSE_CHARS, free_tokens * CHARS_PER_TOKEN // max(1, count))
+class ChatTokens:
+    """Token counts and cuts with the reader's own tokenizer and chat template: the same count
+    its engine will see, so a fitted prompt is never cut again by the engine."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def _ids(self, text: str) -> list[int]:
+        return list(self.tokenizer.encode(text, add_special_tokens=False))
+
+    def prompt(self, text: str) -> int:
+        """Tokens of ``text`` sent as the user turn, template included."""
+        chat = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                  add_generation_prompt=True)
+        return len(self._ids(chat))
+
+    def text(self, text: str) -> int:
+        return len(self._ids(text))
+
+    def tail(self, text: str, keep: int) -> str:
+        return self.tokenizer.decode(self._ids(text)[-keep:]) if keep > 0 else ""
+
+    def middle(self, text: str, keep: int) -> str:
+        ids = self._ids(text)
+        head = keep // 2
+        return f"{self.tokenizer.decode(ids[:head])} [...] {self.tokenizer.decode(ids[len(ids) - (keep - head):])}"
 
 
-def fit_responses(responses: Sequence[str], budget_chars: int) -> tuple[list[str], int]:
-    """Keep the end of each over-long response (where its answer is); returns how many were cut."""
-    out, cut = [], 0
-    for text in responses:
-        text = strip_thinking(text).strip()
-        if len(text) > budget_chars:
-            text = "[...] " + text[-budget_chars:]
-            cut += 1
-        out.append(text)
-    return out, cut
+@dataclass
+class Fitted:
+    prompt: str
+    responses_cut: int = 0
+    question_cut: bool = False
+
+
+def share(free: int, sizes: Sequence[int]) -> list[int]:
+    """Split ``free`` tokens among responses of ``sizes``: short ones keep all, long ones share the rest."""
+    budgets = [0] * len(sizes)
+    remaining = free
+    for rank, i in enumerate(sorted(range(len(sizes)), key=lambda i: sizes[i])):
+        budgets[i] = min(sizes[i], remaining // (len(sizes) - rank))
+        remaining -= budgets[i]
+    return budgets
+
+
+def fit_prompt(build: Callable[[str, list[str]], str], question: str, responses: Sequence[str], room: int,
+               tokens: Callable[[], ChatTokens]) -> Fitted:
+    """``build(question, responses)`` made to fit ``room`` prompt tokens (the reader's context less
+    its new tokens). Responses lose their beginnings first (the answer is at the end); if that
+    would leave each less than ``MIN_RESPONSE_TOKENS``, the question loses its middle. The
+    instruction and one block per response always stay. ``tokens`` is called only when the
+    prompt's byte count says it might not fit."""
+    texts = [strip_thinking(r).strip() for r in responses]
+    prompt = build(question, texts)
+    if len(prompt.encode()) + TEMPLATE_ALLOWANCE <= room:
+        return Fitted(prompt)
+    counter = tokens()
+    if counter.prompt(prompt) <= room:
+        return Fitted(prompt)
+    count = max(1, len(texts))
+    free = room - counter.prompt(build(question, [""] * len(texts)))
+    question_cut = False
+    if free < count * MIN_RESPONSE_TOKENS:
+        keep = max(MIN_QUESTION_TOKENS, counter.text(question) - (count * MIN_RESPONSE_TOKENS - free))
+        question, question_cut = counter.middle(question, keep), True
+        free = room - counter.prompt(build(question, [""] * len(texts)))
+    sizes = [counter.text(t) for t in texts]
+    budgets = share(max(0, free - 8 * count), sizes)  # a little slack for "[...] " and joins
+    for _ in range(4):
+        fitted = [t if size <= b else "[...] " + counter.tail(t, b) for t, size, b in zip(texts, sizes, budgets)]
+        prompt = build(question, fitted)
+        over = counter.prompt(prompt) - room
+        if over <= 0:
+            break
+        budgets = [max(0, b - over // count - 1) for b in budgets]
+    return Fitted(prompt, sum(f != t for f, t in zip(fitted, texts)), question_cut)

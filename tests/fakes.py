@@ -23,6 +23,32 @@ def expert(name: str, **kwargs) -> ExpertSpec:
     return ExpertSpec(name=name, model=f"org/{name}", source=WeightSource(hf_id=f"org/{name}"), **kwargs)
 
 
+class WordTokenizer:
+    """A tokenizer whose tokens are whitespace-separated words, with a three-token chat template:
+    exact counts that a test can reason about."""
+
+    def __init__(self):
+        self.vocab: dict[str, int] = {}
+        self.words: list[str] = []
+
+    def encode(self, text, add_special_tokens=False):
+        ids = []
+        for word in text.split():
+            if word not in self.vocab:
+                self.vocab[word] = len(self.words)
+                self.words.append(word)
+            ids.append(self.vocab[word])
+        return ids
+
+    def decode(self, ids):
+        return " ".join(self.words[i] for i in ids)
+
+    def apply_chat_template(self, messages, tokenize=True, add_generation_prompt=False):
+        assert tokenize is False
+        text = " ".join(f"<|{m['role']}|> {m['content']} <|end|>" for m in messages)
+        return text + (" <|assistant|>" if add_generation_prompt else "")
+
+
 class FakeEngine(Engine):
     """Answers every request with ``respond(expert_name, request)``; counts loads and calls."""
 
@@ -38,6 +64,9 @@ class FakeEngine(Engine):
     @property
     def loaded(self) -> bool:
         return self._loaded
+
+    def load_tokenizer(self):
+        return WordTokenizer()
 
     def load(self) -> None:
         self._loaded = True

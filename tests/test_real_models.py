@@ -99,3 +99,20 @@ def test_lm_eval_hf_model_still_works(tmp_path, data_dir):
     assert done.returncode == 0, done.stderr[-3000:]
     results, _ = results_of(tmp_path / "hf")
     assert results["config"]["model"] == "hf"
+
+
+def test_fitted_aggregation_prompt_is_not_cut_again_by_the_engine():
+    """Prompt fitting counts with the engine's own tokenizer and template: at a 1024-token context
+    the engine has nothing left to cut."""
+    from symoe_eval.aggregation import ChatTokens, aggregate_prompt, fit_prompt
+
+    spec = load_pool("tiny-cpu").expert("smollm2-135m")
+    spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "max_model_len": 1024})
+    engine = make_engine(spec, backend="hf", batch_size=1)
+    long = "Water boils at 100 degrees Celsius at sea level. " * 120
+    fitted = fit_prompt(aggregate_prompt, "Question: " + long + "At what temperature does water boil?",
+                        [long + "The answer is (A)"] * 3, 1024 - 16, lambda: ChatTokens(engine.load_tokenizer()))
+    assert fitted.question_cut and fitted.responses_cut == 3
+    with engine:
+        (out,) = engine.generate([GenerationRequest.user(fitted.prompt, SamplingParams(temperature=0.0, max_tokens=16))])
+    assert engine.stats.truncated_prompts == 0 and out.num_tokens > 0

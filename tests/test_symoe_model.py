@@ -175,3 +175,27 @@ def test_a_profile_missing_a_field_names_the_file_and_field(setup):
     path.write_text(json.dumps(data))
     with pytest.raises(SymoeError, match=f"{path} is not a valid profile: field 'aggregator' is missing"):
         model(setup).generate_until(instances("symoe_gpqa", make_questions(1, 6000, seed=7)))
+
+
+def test_long_questions_keep_the_aggregation_instruction_and_every_response(setup, monkeypatch):
+    """At a 1024-token context the question loses its middle, never the instruction or a response."""
+    pool, profiles, logs = setup
+    text = pool.read_text().replace("source: {hf_id: org/", "engine_kwargs: {max_model_len: 1024}, source: {hf_id: org/")
+    pool.write_text(text.replace("engine_kwargs: {max_model_len: 1024}, source: {hf_id: org/e}", "source: {hf_id: org/e}"))
+    seen = []
+
+    def capture(name, request):
+        seen.append(request.messages[-1][1])
+        return respond(name, request)
+
+    monkeypatch.setattr(base, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, capture, batch_size=64))
+    qs = [(f"{text}\n" + " ".join(f"filler{i}" for i in range(1500)), gold, subject)
+          for text, gold, subject in make_questions(3, 7000, seed=8)]
+    for text, gold, _ in qs:
+        GOLD[text.split("\n")[0]] = gold
+    model(setup, max_gen_toks=200).generate_until(instances("symoe_gpqa", qs))
+    aggregations = [p for p in seen if p.startswith("You have been provided")]
+    assert len(aggregations) == 3
+    assert all(len(re.findall(r"### Model \d's response:", p)) == 3 and "[...]" in p for p in aggregations)
+    summary = json.loads(next(logs.glob("routing_summary_symoe_*.json")).read_text())
+    assert summary["truncated_questions"] == 3

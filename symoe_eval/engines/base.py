@@ -107,6 +107,11 @@ class Engine(ABC):
     @abstractmethod
     def loaded(self) -> bool: ...
 
+    def load_tokenizer(self):
+        """The expert's tokenizer (``encode``, ``decode``, ``apply_chat_template``), loadable
+        without the model, so prompts can be fitted to the context before any model loads."""
+        raise NotImplementedError(f"{type(self).__name__} cannot count tokens")
+
     @abstractmethod
     def iter_generate(
         self, requests: Sequence[GenerationRequest]

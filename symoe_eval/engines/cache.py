@@ -143,6 +143,9 @@ class CachedEngine(Engine):
         if self.inner.loaded:
             self.inner.unload()
 
+    def load_tokenizer(self):
+        return self.inner.load_tokenizer()
+
     def report_budget_to(self, callback) -> None:
         super().report_budget_to(callback)
         self.inner.report_budget_to(callback)

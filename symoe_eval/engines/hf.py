@@ -120,14 +120,40 @@ class HFEngine(Engine):
         tag = self.expert.source.sha256 or Path(gguf_file).stem
         return cache_root() / "dense" / f"{self.expert.name}-{tag[:16]}"
 
+    def _common_kwargs(self) -> dict:
+        return {"trust_remote_code": bool(self.expert.engine_kwargs.get("trust_remote_code"))}
+
+    def load_tokenizer(self):
+        """The expert's tokenizer with its chat template, without the model: from the dense copy
+        when there is one, else straight from the GGUF file or the hub id."""
+        if self.tokenizer is None:
+            from transformers import AutoTokenizer
+
+            where, gguf_file = resolve_weights(self.expert)
+            if gguf_file and (self._dense_copy_dir(gguf_file) / "config.json").exists():
+                where, gguf_file = str(self._dense_copy_dir(gguf_file)), None
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf_file} if gguf_file else {}),
+                                                          **self._common_kwargs())
+            except Exception as err:
+                raise load_error(self.expert.name, where, err) from err
+            tokenizer.padding_side = "left"
+            if tokenizer.pad_token is None:
+                tokenizer.pad_token = tokenizer.eos_token
+            if self.expert.chat_template:
+                tokenizer.chat_template = self.expert.chat_template
+            if tokenizer.chat_template is None:
+                raise SymoeError(f"expert '{self.expert.name}' has no chat template; set chat_template in its pool entry")
+            self.tokenizer = tokenizer
+        return self.tokenizer
+
     def load(self) -> None:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         start = time.perf_counter()
         device = pick_device(self.device_request)
         dtype = pick_dtype(self.expert.engine_kwargs.get("dtype"), device)
-        common = {"trust_remote_code": bool(self.expert.engine_kwargs.get("trust_remote_code"))}
         where, gguf_file = resolve_weights(self.expert)
         try:
             if gguf_file:
@@ -135,19 +161,11 @@ class HFEngine(Engine):
                 if not (dense / "config.json").exists():
                     self._write_dense_copy(where, gguf_file, dense, dtype)
                 where = str(dense)
-            tokenizer = AutoTokenizer.from_pretrained(where, **common)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **common, **self.expert.hf_kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **self._common_kwargs(), **self.expert.hf_kwargs)
         except Exception as err:  # any loader failure becomes one line naming the expert
             raise load_error(self.expert.name, where, err) from err
-        tokenizer.padding_side = "left"
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        if self.expert.chat_template:
-            tokenizer.chat_template = self.expert.chat_template
-        if tokenizer.chat_template is None:
-            raise SymoeError(f"expert '{self.expert.name}' has no chat template; set chat_template in its pool entry")
+        self.load_tokenizer()
         self.model = model.to(device).eval()
-        self.tokenizer = tokenizer
         self._eos_ids = self._end_ids()
         torch.set_grad_enabled(False)
         self.stats.loads += 1
@@ -182,8 +200,7 @@ class HFEngine(Engine):
     def unload(self) -> None:
         import torch
 
-        self.model = None
-        self.tokenizer = None
+        self.model = None  # the tokenizer stays: it is small and prompt fitting reuses it
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -51,6 +51,19 @@ class VLLMEngine(Engine):
         self.stats.loads += 1
         self.stats.load_seconds += time.perf_counter() - start
 
+    def load_tokenizer(self):
+        """vLLM's own tokenizer once loaded; before that the same files through transformers."""
+        if self.llm is not None:
+            return self.llm.get_tokenizer()
+        from transformers import AutoTokenizer
+
+        where, gguf_file = resolve_weights(self.expert)
+        name = self.expert.vllm_kwargs.get("tokenizer") or (self.expert.model if gguf_file else where)
+        try:
+            return AutoTokenizer.from_pretrained(name, trust_remote_code=bool(self.expert.engine_kwargs.get("trust_remote_code")))
+        except Exception as err:
+            raise load_error(self.expert.name, name, err) from err
+
     def unload(self) -> None:
         import torch
         from vllm.distributed.parallel_state import (

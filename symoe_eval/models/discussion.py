@@ -62,7 +62,7 @@ class Discussion(StagedLM):
             ordered = [previous[slot]] + [t for j, t in enumerate(previous) if j != slot]  # own answer first
             return self.synthesis_request(
                 name, q, ordered, q.repeat,
-                build=lambda texts: discussion_prompt(q.prompt, texts[0], texts[1:], ask_confidence))
+                build=lambda question, texts: discussion_prompt(question, texts[0], texts[1:], ask_confidence))
 
         scheduler = self.scheduler(disable_tqdm)
         try:

@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
-from symoe_eval.aggregation import aggregate_prompt, fit_responses, response_budget
+from symoe_eval.aggregation import DEFAULT_CONTEXT, ChatTokens, aggregate_prompt, fit_prompt
 from symoe_eval.answers import extract_answer
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
@@ -54,6 +54,8 @@ class StagedLM(SymoeLM):
         self.log_dir = log_dir
         self.max_loaded = model_arg("max_loaded", max_loaded, minimum=1, optional=True) or default_max_loaded(self.backend)
         self.truncated_responses = 0
+        self.truncated_questions = 0
+        self._token_counters: dict[str, ChatTokens] = {}
 
     # ------------------------------------------------------------------ inputs
 
@@ -99,20 +101,26 @@ class StagedLM(SymoeLM):
         return self.as_request(prompt, params, sample)
 
     def synthesis_request(self, expert: str, q: Question, responses: Sequence[str], sample: int,
-                          max_tokens: int | None = None, build: Callable[[list[str]], str] | None = None) -> GenerationRequest:
+                          max_tokens: int | None = None,
+                          build: Callable[[str, list[str]], str] = aggregate_prompt) -> GenerationRequest:
         """A prompt that quotes ``responses`` (by default the aggregate-and-synthesize prompt),
-        each response cut from the front, if needed, so the prompt fits the reader's context."""
-        build = build or (lambda texts: aggregate_prompt(q.prompt, texts))
+        fitted to the reader's context with its own tokenizer (see ``fit_prompt``)."""
         spec = self.pool.expert(expert)
         new_tokens = max_tokens or self.sampling_for(spec, q.gen_kwargs).max_tokens
-        budget = response_budget(spec.engine_kwargs.get("max_model_len"), new_tokens,
-                                 build([""] * len(responses)), len(responses))
-        fitted, cut = fit_responses(responses, budget)
-        if cut:
-            self.truncated_responses += cut
-            log.warning("%s doc %s: cut %d response(s) to %d characters to fit %s's context",
-                        q.task, q.doc_id, cut, budget, expert)
-        return self.request(expert, q, build(fitted), sample, max_tokens)
+        room = int(spec.engine_kwargs.get("max_model_len") or DEFAULT_CONTEXT) - new_tokens
+        fitted = fit_prompt(build, q.prompt, responses, room, lambda: self.token_counter(expert))
+        if fitted.responses_cut or fitted.question_cut:
+            self.truncated_responses += fitted.responses_cut
+            self.truncated_questions += fitted.question_cut
+            log.warning("%s doc %s: cut %d response(s)%s to fit %s's context of %d prompt tokens", q.task, q.doc_id,
+                        fitted.responses_cut, " and the question's middle" if fitted.question_cut else "", expert, room)
+        return self.request(expert, q, fitted.prompt, sample, max_tokens)
+
+    def token_counter(self, expert: str) -> ChatTokens:
+        """The expert's tokenizer (loaded alone, without the model), kept for the run."""
+        if expert not in self._token_counters:
+            self._token_counters[expert] = ChatTokens(self.engine_for(self.pool.expert(expert)).load_tokenizer())
+        return self._token_counters[expert]
 
     # ------------------------------------------------------------------ running
 
@@ -160,6 +168,7 @@ class StagedLM(SymoeLM):
         runlog.finish({
             "method": self.method, "pool": self.pool.name, "seed": self.seed, "backend": self.backend,
             "questions": len(questions), "truncated_responses": self.truncated_responses,
+            "truncated_questions": self.truncated_questions,
             **summary, **scheduler.summary(),
         }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
         for req, text in zip(requests, texts):

@@ -12,11 +12,14 @@ from typing import Iterable, Sequence
 KEYWORD_SAMPLES = 5
 MAX_KEYWORD_LENGTH = 20
 
+EXAMPLE_KEYWORDS = ("psychology", "virology", "behavioral theory", "microbiology", "diplomacy",
+                    "political science", "property law", "finance", "business")
+# A reply naming this many of the instruction's examples copied the list instead of answering.
+PARROT_THRESHOLD = 4
 KEYWORD_INSTRUCTION = (
     "What are the core knowledge, subjects or skills needed to solve this problem? "
     "List 2-5 keywords separated in comma. "
-    "Example keywords: psychology, virology, behavioral theory, microbiology, "
-    "diplomacy, political science, property law, finance, business. "
+    f"Example keywords: {', '.join(EXAMPLE_KEYWORDS)}. "
     "Give ONLY the keywords, no other words or explanation. "
     "Follow this format: Keywords: <keyword1>, <keyword2>..."
 )
@@ -49,9 +52,16 @@ def parse_keywords(text: str) -> list[str]:
     return out
 
 
+def parroted(keywords: Sequence[str]) -> bool:
+    """Whether a reply copied the instruction's example list (small keyword models often do)."""
+    return len(set(keywords) & set(EXAMPLE_KEYWORDS)) >= PARROT_THRESHOLD
+
+
 def consolidate(replies: Iterable[str]) -> list[str]:
-    """Keywords produced in more than one sampled reply, dropping any over 20 characters."""
-    counts = Counter(k for reply in replies for k in parse_keywords(reply) if len(k) <= MAX_KEYWORD_LENGTH)
+    """Keywords produced in more than one sampled reply, dropping any over 20 characters and
+    ignoring replies that copied the instruction's example list."""
+    parsed = [parse_keywords(reply) for reply in replies]
+    counts = Counter(k for words in parsed if not parroted(words) for k in words if len(k) <= MAX_KEYWORD_LENGTH)
     return [k for k, n in counts.items() if n > 1]
 
 

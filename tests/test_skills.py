@@ -41,3 +41,11 @@ def test_prompt_is_the_papers():
     assert prompt.startswith("Question: What is 2+2?\nWhat are the core knowledge, subjects or skills")
     assert prompt.endswith("Follow this format: Keywords: <keyword1>, <keyword2>...")
     assert "List 2-5 keywords separated in comma." in KEYWORD_INSTRUCTION
+
+
+def test_replies_that_copy_the_example_list_are_ignored():
+    parrot = "Keywords: psychology, virology, behavioral theory, microbiology, diplomacy, political science"
+    honest = "Keywords: virology, immunology"
+    assert consolidate([parrot, parrot, parrot, honest, honest]) == ["virology", "immunology"]
+    assert consolidate([parrot] * 5) == []
+    assert consolidate(["Keywords: finance, business, accounting"] * 2) == ["finance", "business", "accounting"]

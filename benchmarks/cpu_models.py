@@ -16,7 +16,8 @@ import torch
 
 from symoe_eval.engines import GenerationRequest, SamplingParams
 from symoe_eval.engines.hf import HFEngine, pick_dtype
-from symoe_eval.registry import load_pool, resolve_weights
+from symoe_eval.registry import load_pool
+from symoe_eval.weights import resolve_weights
 
 PROMPT = "Explain step by step why the sum of two odd numbers is always even."
 

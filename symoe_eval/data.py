@@ -140,7 +140,7 @@ def _medmcqa_from_hub() -> dict[str, list[dict]]:
 
 def _demo_from_package() -> dict[str, list[dict]]:
     """The demo task's questions, written by this project and shipped beside the task YAMLs."""
-    from symoe_eval.plugin import tasks_dir
+    from symoe_eval.paths import tasks_dir
 
     rows = json.loads((tasks_dir() / DEMO_FILE).read_text())
     return {split: [record(r["question"], r["gold_answer"], r["category"]) for r in rows[split]] for split in ("train", "test")}

@@ -8,9 +8,9 @@ idempotent.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import inspect
-from pathlib import Path
+
+from symoe_eval.paths import tasks_dir
 
 # Lazy "module:Class" entries: lm-eval imports them only when the name is asked for.
 MODELS = {
@@ -19,21 +19,6 @@ MODELS = {
     "moa": "symoe_eval.models.moa:MixtureOfAgents",
     "discussion": "symoe_eval.models.discussion:Discussion",
 }
-
-
-def _package_dir(name: str) -> Path:
-    spec = importlib.util.find_spec(name)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"symoe-eval is installed without its {name} folder; reinstall it")
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def tasks_dir() -> Path:
-    return _package_dir("symoe_eval.tasks")
-
-
-def registry_dir() -> Path:
-    return _package_dir("symoe_eval.model_registry")
 
 
 def on_registry_imported(registry_module) -> None:

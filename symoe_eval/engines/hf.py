@@ -17,7 +17,9 @@ from typing import Iterator, Sequence
 from symoe_eval.atomic import publish, scratch_path
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest, truncate_at_stop
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec, cache_root, resolve_weights
+from symoe_eval.paths import cache_root
+from symoe_eval.registry import ExpertSpec
+from symoe_eval.weights import resolve_weights
 
 log = logging.getLogger(__name__)
 

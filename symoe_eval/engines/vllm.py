@@ -15,7 +15,8 @@ from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest
 from symoe_eval.engines.hf import load_error
-from symoe_eval.registry import ExpertSpec, resolve_weights
+from symoe_eval.registry import ExpertSpec
+from symoe_eval.weights import resolve_weights
 
 # Generic engine_kwargs of the registry that vllm.LLM understands under the same name.
 SHARED_KWARGS = ("dtype", "max_model_len", "trust_remote_code")

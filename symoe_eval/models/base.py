@@ -24,7 +24,8 @@ from symoe_eval.engines import (
     sampling_for,
 )
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec, Pool, cache_root, load_pool
+from symoe_eval.paths import cache_root
+from symoe_eval.registry import ExpertSpec, Pool, load_pool
 
 log = logging.getLogger(__name__)
 

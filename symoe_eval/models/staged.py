@@ -13,7 +13,7 @@ from symoe_eval.answers import extract_answer
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.base import SymoeLM, model_arg
-from symoe_eval.plugin import registry_dir
+from symoe_eval.paths import profiles_root
 from symoe_eval.profiles import TaskProfile, load_profile
 from symoe_eval.routing import strongest
 from symoe_eval.runlog import RunLog
@@ -50,7 +50,7 @@ class StagedLM(SymoeLM):
 
     def __init__(self, profiles: str | None = None, log_dir: str | None = None, max_loaded: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.profiles_root = profiles or str(registry_dir() / "profiles")
+        self.profiles_root = profiles or str(profiles_root())
         self.log_dir = log_dir
         self.max_loaded = model_arg("max_loaded", max_loaded, minimum=1, optional=True) or default_max_loaded(self.backend)
         self.truncated_responses = 0

@@ -14,7 +14,7 @@ from symoe_eval.engines import SamplingParams
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.base import model_arg
 from symoe_eval.models.staged import StagedLM
-from symoe_eval.registry import resolve_weights
+from symoe_eval.weights import resolve_weights
 from symoe_eval.routing import ROUTING_MODES, Route, SentenceEmbedder, map_keywords, question_rng, route
 from symoe_eval.scheduling import Call
 from symoe_eval.skills import annotate

@@ -49,8 +49,8 @@ class ExpertSpec:
     model: str  # what the weights are, e.g. the upstream HF id, for provenance
     source: WeightSource
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # dtype, max_model_len, ...
-    hf_kwargs: dict[str, Any] = field(default_factory=dict)  # extra from_pretrained kwargs
-    vllm_kwargs: dict[str, Any] = field(default_factory=dict)  # extra vllm.LLM kwargs
+    # extra arguments per backend, e.g. {hf: {attn_implementation: sdpa}, vllm: {enforce_eager: true}}
+    backend_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     generation: Generation = Generation()
     reasoning: bool = False  # emits <think>...</think> that others must not read
     chat_template: str | None = None  # for models whose files carry none
@@ -143,6 +143,12 @@ def _source(raw, where) -> WeightSource:
     return source
 
 
+def _backend_kwargs(raw, where) -> dict[str, dict[str, Any]]:
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise SymoeError(f"{where}: expected a mapping of backend name to its arguments, e.g. {{vllm: {{enforce_eager: true}}}}")
+    return raw
+
+
 def _expert(raw, where) -> ExpertSpec:
     if isinstance(raw, dict) and "name" in raw:
         where = f"{where.rsplit('[', 1)[0]} '{raw['name']}'"
@@ -152,6 +158,7 @@ def _expert(raw, where) -> ExpertSpec:
         where,
         source=_source,
         generation=lambda v, w: _build(Generation, v, w),
+        backend_kwargs=_backend_kwargs,
     )
 
 

@@ -7,15 +7,16 @@ Everything here is a pure function of its inputs (plus a seeded ``random.Random`
 from __future__ import annotations
 
 import random
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 
+from symoe_eval.errors import SymoeError
 from symoe_eval.profiles import TaskProfile
 
 STRENGTH_TEMPERATURE = 0.5
-ROUTING_MODES = ("instance", "task", "random")
 
 
 @dataclass
@@ -123,29 +124,80 @@ def strongest(profile: TaskProfile, k: int) -> list[str]:
     return [ranked[i % len(ranked)] for i in range(k)]
 
 
-def route(
-    profile: TaskProfile,
-    task: str,
-    doc_id: int,
-    keywords: list[str],
-    mapped: list[str],
-    k: int,
-    rng: random.Random,
-    mode: str = "instance",
-) -> Route:
-    """Recruit ``k`` experts (with replacement) for one question."""
-    if mode == "task":
-        return Route(task, doc_id, keywords, mapped, strongest(profile, k))
-    if mode == "random":
-        names = sorted(profile.experts)
-        return Route(task, doc_id, keywords, mapped, rng.choices(names, k=k))
-    weights = recruitment_weights(keyword_sums(profile, mapped), normalized_strengths(
-        {n: e.strength for n, e in profile.experts.items()}))
-    if not weights:
-        return Route(task, doc_id, keywords, mapped, strongest(profile, k), fallback="no usable keyword")
-    names = list(weights)
-    experts = rng.choices(names, weights=[weights[n] for n in names], k=k)
-    return Route(task, doc_id, keywords, mapped, experts, weights=weights)
+class Router(ABC):
+    """How one question recruits its ``k`` experts. A new routing method is one subclass
+    registered with :func:`register_router`; ``routing=NAME`` in model_args selects it."""
+
+    name = "abstract"
+    needs_keywords = False  # the symoe model runs the keyword stage only for routers that read it
+
+    def __init__(self, k: int, embed: Callable[[list[str]], np.ndarray] | None = None):
+        self.k = k
+        self.embed = embed  # sentence embeddings, for routers that map keywords onto a profile
+
+    @abstractmethod
+    def route(self, profile: TaskProfile, question: QuestionRef, keywords: list[str], rng: random.Random) -> Route: ...
+
+
+@dataclass(frozen=True)
+class QuestionRef:
+    task: str
+    doc_id: int
+
+
+class InstanceRouter(Router):
+    """Symbolic-MoE: keywords mapped onto the profile, experts with a positive keyword sum
+    weighted by sum x normalized strength, ``k`` sampled with replacement."""
+
+    name = "instance"
+    needs_keywords = True
+
+    def route(self, profile, question, keywords, rng):
+        mapped = map_keywords(keywords, profile.keywords, self.embed) if keywords else []
+        weights = recruitment_weights(keyword_sums(profile, mapped), normalized_strengths(
+            {n: e.strength for n, e in profile.experts.items()}))
+        if not weights:
+            return Route(question.task, question.doc_id, keywords, mapped, strongest(profile, self.k),
+                         fallback="no usable keyword")
+        names = list(weights)
+        experts = rng.choices(names, weights=[weights[n] for n in names], k=self.k)
+        return Route(question.task, question.doc_id, keywords, mapped, experts, weights=weights)
+
+
+class TaskRouter(Router):
+    """The task's ``k`` strongest experts for every question (the paper's task-level ablation)."""
+
+    name = "task"
+
+    def route(self, profile, question, keywords, rng):
+        return Route(question.task, question.doc_id, keywords, [], strongest(profile, self.k))
+
+
+class RandomRouter(Router):
+    """``k`` experts drawn uniformly (the paper's random ablation)."""
+
+    name = "random"
+
+    def route(self, profile, question, keywords, rng):
+        return Route(question.task, question.doc_id, keywords, [], rng.choices(sorted(profile.experts), k=self.k))
+
+
+ROUTERS: dict[str, type[Router]] = {}
+
+
+def register_router(cls: type[Router]) -> type[Router]:
+    ROUTERS[cls.name] = cls
+    return cls
+
+
+for _router in (InstanceRouter, TaskRouter, RandomRouter):
+    register_router(_router)
+
+
+def router_class(name: str) -> type[Router]:
+    if name not in ROUTERS:
+        raise SymoeError(f"unknown routing '{name}'; choose one of {', '.join(ROUTERS)}")
+    return ROUTERS[name]
 
 
 def question_rng(seed: int, task: str, doc_id: int, repeat: int = 0) -> random.Random:

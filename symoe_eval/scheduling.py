@@ -15,15 +15,9 @@ from typing import Callable, Hashable, Sequence
 
 from tqdm import tqdm
 
-from symoe_eval.engines import CachedEngine, Completion, Engine, GenerationRequest
+from symoe_eval.engines import Completion, Engine, GenerationRequest
 
 log = logging.getLogger(__name__)
-
-
-def default_max_loaded(backend: str) -> int:
-    """Two resident models let one needed at both ends of a run stay loaded (CPU RAM, or a large GPU
-    with transformers); vLLM claims most of the GPU for one model, so it gets one."""
-    return 1 if backend == "vllm" else 2
 
 
 @dataclass(frozen=True)
@@ -104,9 +98,7 @@ class Scheduler:
 
     def _needs_load(self, model: str, requests: list[GenerationRequest]) -> bool:
         engine = self.engine(model)
-        if engine.loaded:
-            return False
-        return not isinstance(engine, CachedEngine) or engine.pending(requests) > 0
+        return not engine.loaded and engine.pending(requests) > 0
 
     def _make_room(self, model: str, upcoming: list[str]) -> None:
         self._sync_loaded()
@@ -140,6 +132,13 @@ class Scheduler:
         self.stages.append(report)
         log.info("stage %s: %d calls over %s in %.1fs", stage, len(calls), order, report.seconds)
         return results
+
+    def __enter__(self) -> "Scheduler":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
 
     def close(self) -> None:
         for engine in self.engines.values():

@@ -10,6 +10,8 @@ from collections import Counter
 from typing import Iterable, Sequence
 
 KEYWORD_SAMPLES = 5
+KEYWORD_TEMPERATURE = 0.7
+KEYWORD_MAX_GEN_TOKS = 64  # the reply is one line; see the README's departures
 MAX_KEYWORD_LENGTH = 20
 
 EXAMPLE_KEYWORDS = ("psychology", "virology", "behavioral theory", "microbiology", "diplomacy",
@@ -65,12 +67,14 @@ def consolidate(replies: Iterable[str]) -> list[str]:
     return [k for k, n in counts.items() if n > 1]
 
 
-def annotate(scheduler, keyword_model: str, questions: Sequence[str], params, later: Sequence[str] = ()) -> dict[str, list[str]]:
+def annotate(scheduler, keyword_model: str, questions: Sequence[str], seed: int, max_tokens: int = KEYWORD_MAX_GEN_TOKS,
+             later: Sequence[str] = ()) -> dict[str, list[str]]:
     """Keywords of every distinct question, from ``KEYWORD_SAMPLES`` sampled replies of the keyword
-    model, run as one stage of ``scheduler``."""
-    from symoe_eval.engines import GenerationRequest
+    model, run as one stage of ``scheduler`` (used by ``symoe`` and ``symoe profile`` alike)."""
+    from symoe_eval.engines import GenerationRequest, SamplingParams
     from symoe_eval.scheduling import Call
 
+    params = SamplingParams(temperature=KEYWORD_TEMPERATURE, max_tokens=max_tokens, seed=seed)
     texts = list(dict.fromkeys(questions))
     calls = [
         Call((text, s), keyword_model, GenerationRequest.user(keyword_prompt(text), params, s))

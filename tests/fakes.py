@@ -50,15 +50,15 @@ class WordTokenizer:
 
 
 class FakeEngine(Engine):
-    """Answers every request with ``respond(expert_name, request)``; counts loads and calls."""
+    """Answers every request with ``respond(expert_name, request)`` in micro-batches; records loads
+    and batches. Stats, timing and progress come from the Engine base class, as for real engines."""
 
-    backend = "fake"
+    name = "fake"
     log: list = []  # (event, expert name, n requests) across all instances
 
-    def __init__(self, spec: ExpertSpec, respond: Callable | None = None, batch_size: int = 4):
-        super().__init__(spec)
+    def __init__(self, spec: ExpertSpec, respond: Callable | None = None, batch_size: int = 4, **kwargs):
+        super().__init__(spec, batch_size=batch_size, **kwargs)
         self.respond = respond or (lambda name, req: f"{name} says: {req.messages[-1][1][:20]}")
-        self.batch_size = batch_size
         self._loaded = False
 
     @property
@@ -68,25 +68,20 @@ class FakeEngine(Engine):
     def load_tokenizer(self):
         return WordTokenizer()
 
-    def load(self) -> None:
+    def _load(self) -> None:
         self._loaded = True
-        self.stats.loads += 1
         FakeEngine.log.append(("load", self.expert.name, 0))
 
-    def unload(self) -> None:
+    def _unload(self) -> None:
         self._loaded = False
         FakeEngine.log.append(("unload", self.expert.name, 0))
 
-    def iter_generate(self, requests):
-        if not self._loaded:
-            self.load()
+    def _generate(self, requests):
         for start in range(0, len(requests), self.batch_size):
             batch = list(range(start, min(start + self.batch_size, len(requests))))
             FakeEngine.log.append(("generate", self.expert.name, len(batch)))
             for i in batch:
                 text = self.respond(self.expert.name, requests[i])
-                self.stats.calls += 1
-                self.stats.generated_tokens += len(text.split())
                 yield i, Completion(text, len(text.split()))
 
 

@@ -5,7 +5,7 @@ import json
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.models.base as base
+import symoe_eval.models.context as context
 from fakes import FakeEngine, draw
 from symoe_eval.models.discussion import Discussion, stated_confidence
 from symoe_eval.models.moa import MixtureOfAgents
@@ -30,7 +30,7 @@ def pool(tmp_path, monkeypatch):
 
 
 def use_fakes(monkeypatch, respond):
-    monkeypatch.setattr(base, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond, batch_size=100))
+    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond, batch_size=100))
 
 
 def instances(n, task="symoe_gpqa"):

@@ -84,7 +84,7 @@ def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
     spec = expert(
         "big",
         engine_kwargs={"dtype": "bfloat16", "max_model_len": 16000, "trust_remote_code": True, "ignored_by_vllm": 1},
-        vllm_kwargs={"gpu_memory_utilization": 0.85},
+        backend_kwargs={"vllm": {"gpu_memory_utilization": 0.85}},
     )
     engine = make_engine(spec, backend="vllm", seed=3)
     batch = [

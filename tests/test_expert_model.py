@@ -3,7 +3,7 @@
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.models.base as base
+import symoe_eval.models.context as context
 from fakes import FakeEngine
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.expert import ExpertLM
@@ -27,7 +27,7 @@ def engines(monkeypatch):
         made.append((engine, kwargs))
         return engine
 
-    monkeypatch.setattr(base, "make_engine", fake_make_engine)
+    monkeypatch.setattr(context, "make_engine", fake_make_engine)
     return made
 
 

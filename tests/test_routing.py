@@ -9,14 +9,20 @@ from scipy.stats import chisquare
 
 from symoe_eval.profiles import ExpertProfile, TaskProfile
 from symoe_eval.routing import (
+    ROUTERS,
+    QuestionRef,
     keyword_sums,
     map_keywords,
     normalized_strengths,
     question_rng,
     recruitment_weights,
-    route,
     strongest,
 )
+
+
+def route(keywords, k, rng, doc=0, mode="instance"):
+    """One question through the named router (keywords here are all in the profile's vocabulary)."""
+    return ROUTERS[mode](k, embed=None).route(PROFILE, QuestionRef("t", doc), keywords, rng)
 
 
 def profile(scores: dict[str, dict[str, int]]) -> TaskProfile:
@@ -56,7 +62,7 @@ def test_weights_shift_when_no_sum_is_positive():
 
 def test_same_seed_same_routing_and_order_independence():
     def routes(seed, order):
-        return [route(PROFILE, "t", d, [], ["biology", "algebra"], 3, question_rng(seed, "t", d)).experts for d in order]
+        return [route(["biology", "algebra"], 3, question_rng(seed, "t", d), d).experts for d in order]
 
     assert routes(0, range(20)) == routes(0, range(20))
     assert routes(0, range(20)) == list(reversed(routes(0, reversed(range(20)))))
@@ -70,7 +76,7 @@ def test_recruitment_sampling_matches_the_weights():
     assert set(weights) == {"bio", "math"}
     counts = Counter()
     for doc in range(4000):
-        counts.update(route(PROFILE, "t", doc, [], keywords, 3, question_rng(7, "t", doc)).experts)
+        counts.update(route(keywords, 3, question_rng(7, "t", doc), doc).experts)
     names = sorted(weights)
     observed = [counts[n] for n in names]
     expected = [weights[n] * 12000 for n in names]
@@ -79,17 +85,17 @@ def test_recruitment_sampling_matches_the_weights():
 
 
 def test_no_usable_keyword_falls_back_to_the_strongest():
-    r = route(PROFILE, "t", 0, ["astrology"], [], 3, random.Random(0))
+    r = route([], 3, random.Random(0))
     assert r.fallback == "no usable keyword"
     assert r.experts == strongest(PROFILE, 3) == ["math", "bio", "weak"]
     assert strongest(PROFILE, 5)[3:] == ["math", "bio"]  # cycles when k exceeds the pool
 
 
-def test_task_and_random_modes():
-    assert route(PROFILE, "t", 0, [], ["biology"], 2, random.Random(0), mode="task").experts == ["math", "bio"]
+def test_task_and_random_routers():
+    assert route(["biology"], 2, random.Random(0), mode="task").experts == ["math", "bio"]
     picks = Counter()
     for doc in range(600):
-        picks.update(route(PROFILE, "t", doc, [], [], 1, question_rng(0, "t", doc), mode="random").experts)
+        picks.update(route([], 1, question_rng(0, "t", doc), doc, mode="random").experts)
     assert set(picks) == {"bio", "math", "weak"} and min(picks.values()) > 150
 
 

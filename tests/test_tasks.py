@@ -2,7 +2,7 @@
 
 import pytest
 
-import symoe_eval.models.base as base
+import symoe_eval.models.context as context
 from fakes import FakeEngine
 
 
@@ -20,7 +20,7 @@ def evaluate(monkeypatch, data_dir):
         prompts.append(req.messages[-1][1])
         return "Step by step... The answer is (A)" if "(A)" in prompts[-1] else "So \\boxed{204}."
 
-    monkeypatch.setattr(base, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond))
+    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond))
     lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none")
 
     def run(tasks, limit=2):

@@ -1,8 +1,13 @@
-"""Engines that generate for one expert at a time, and the factory that picks one."""
+"""Engines that generate for one expert at a time, and the registry that names them.
+
+``ENGINES`` maps a backend name to its class, lazily as ``"module:Class"`` (the shape of
+lm-eval's ``MODEL_MAPPING``): adding a backend is one file with an ``Engine`` subclass plus one
+line here, or ``register_engine`` from user code.
+"""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 from pathlib import Path
 
 from symoe_eval.engines.base import (
@@ -16,34 +21,50 @@ from symoe_eval.engines.cache import CachedEngine, GenerationCache
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec
 
-BACKENDS = ("auto", "hf", "vllm")
+ENGINES: dict[str, str | type[Engine]] = {
+    "hf": "symoe_eval.engines.hf:HFEngine",
+    "vllm": "symoe_eval.engines.vllm:VLLMEngine",
+}
 
 __all__ = [
-    "BACKENDS",
+    "ENGINES",
     "CachedEngine",
     "Completion",
     "Engine",
     "GenerationCache",
     "GenerationRequest",
     "SamplingParams",
+    "engine_class",
     "make_engine",
     "pick_backend",
-    "sampling_for",
+    "register_engine",
     "truncate_at_stop",
 ]
 
 
-def pick_backend(requested: str = "auto") -> str:
-    """``auto`` means vLLM where it is installed and a GPU is present, transformers otherwise."""
-    if requested not in BACKENDS:
-        raise SymoeError(f"unknown engine '{requested}'; choose one of {', '.join(BACKENDS)}")
-    if requested != "auto":
-        return requested
-    if importlib.util.find_spec("vllm") is None:
-        return "hf"
-    import torch
+def register_engine(name: str, engine: str | type[Engine]) -> None:
+    """Make ``engine=name`` (model_args, ``symoe profile --engine``) build this class."""
+    ENGINES[name] = engine
 
-    return "vllm" if torch.cuda.is_available() else "hf"
+
+def engine_class(name: str) -> type[Engine]:
+    if name not in ENGINES:
+        raise SymoeError(f"unknown engine '{name}'; choose one of auto, {', '.join(ENGINES)}")
+    target = ENGINES[name]
+    if isinstance(target, str):
+        module, _, attr = target.partition(":")
+        target = ENGINES[name] = getattr(importlib.import_module(module), attr)
+    return target
+
+
+def pick_backend(requested: str = "auto") -> str:
+    """``auto``: the available backend with the highest ``auto_priority`` (vLLM where it is
+    installed and a GPU is present, transformers otherwise)."""
+    if requested != "auto":
+        engine_class(requested)
+        return requested
+    ranked = sorted(ENGINES, key=lambda n: -engine_class(n).auto_priority)
+    return next(n for n in ranked if engine_class(n).auto_priority >= 0 and engine_class(n).available())
 
 
 def make_engine(
@@ -54,44 +75,7 @@ def make_engine(
     device: str | None = None,
     seed: int = 0,
 ) -> Engine:
-    backend = pick_backend(backend)
-    if backend == "vllm":
-        from symoe_eval.engines.vllm import VLLMEngine
-
-        engine: Engine = VLLMEngine(expert, seed=seed)
-    else:
-        from symoe_eval.engines.hf import HFEngine
-
-        engine = HFEngine(expert, device=device, batch_size=batch_size)
+    engine = engine_class(pick_backend(backend))(expert, batch_size=batch_size, device=device, seed=seed)
     if cache_dir:
         engine = CachedEngine(engine, GenerationCache(cache_dir))
     return engine
-
-
-def sampling_for(
-    expert: ExpertSpec,
-    gen_kwargs: dict | None = None,
-    temperature: float | None = None,
-    max_tokens: int | None = None,
-    seed: int | None = None,
-    cap: int | None = None,
-) -> SamplingParams:
-    """Sampling for one call: explicit overrides win, then the task's gen_kwargs, then the
-    expert's registry defaults; a reasoning expert never gets less than its own token budget,
-    and ``cap`` (the pool's ``max_gen_toks``) bounds every budget but an explicit ``max_tokens``."""
-    from lm_eval.models.utils import normalize_gen_kwargs
-
-    budget = expert.generation.max_gen_toks
-    kwargs = normalize_gen_kwargs(dict(gen_kwargs), budget) if gen_kwargs else {}
-    task_tokens = int(kwargs.get("max_gen_toks", budget))
-    if expert.reasoning:
-        task_tokens = max(task_tokens, budget)
-    if cap:
-        task_tokens = min(task_tokens, cap)
-    return SamplingParams(
-        temperature=float(temperature if temperature is not None else kwargs.get("temperature", expert.generation.temperature)),
-        top_p=float(kwargs.get("top_p", expert.generation.top_p)),
-        max_tokens=int(max_tokens or task_tokens),
-        stop=tuple(kwargs.get("until", ())),
-        seed=seed,
-    )

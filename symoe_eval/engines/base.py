@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
+from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec
 
 log = logging.getLogger(__name__)
@@ -79,14 +81,109 @@ class EngineStats:
 
 
 class Engine(ABC):
-    """Generates for one expert. Use as a context manager: load on enter, free memory on exit."""
+    """Generates for one expert. Use as a context manager: load on enter, free memory on exit.
 
-    backend = "abstract"
+    A backend subclasses this in one file and is named in ``symoe_eval.engines.ENGINES``. It
+    implements ``_load``, ``_unload``, ``loaded`` and ``_generate`` (micro-batches of requests);
+    this class keeps the stats, the timing, progress and the context rule (``fit_context``)."""
 
-    def __init__(self, expert: ExpertSpec):
+    name = "abstract"
+    default_max_loaded = 2  # models a scheduler keeps resident at once with this backend
+    default_pool = "tiny-cpu"  # the pool a run uses when it names none
+    auto_priority = -1  # engine=auto picks the available backend with the highest; < 0: never
+
+    def __init__(self, expert: ExpertSpec, *, batch_size: int = 8, device: str | None = None, seed: int = 0):
         self.expert = expert
+        self.batch_size = max(1, int(batch_size))
+        self.device_request = device
+        self.seed = seed
         self.stats = EngineStats()
         self._on_budget: Callable[[int], None] | None = None
+
+    @classmethod
+    def available(cls) -> bool:
+        """Whether ``engine=auto`` may pick this backend here (installed, with its hardware)."""
+        return False
+
+    @property
+    def backend_kwargs(self) -> dict:
+        """The pool entry's extra arguments for this backend (``backend_kwargs: {hf: ...}``)."""
+        return dict(self.expert.backend_kwargs.get(self.name, {}))
+
+    # ---------------------------------------------------------------- loading
+
+    @property
+    @abstractmethod
+    def loaded(self) -> bool: ...
+
+    def _load(self) -> None:
+        raise NotImplementedError
+
+    def _unload(self) -> None:
+        raise NotImplementedError
+
+    def load(self) -> None:
+        start = time.perf_counter()
+        self._load()
+        self.stats.loads += 1
+        self.stats.load_seconds += time.perf_counter() - start
+        log.info("loaded %s (%s) in %.1fs", self.expert.name, self.name, time.perf_counter() - start)
+
+    def unload(self) -> None:
+        self._unload()
+
+    def load_tokenizer(self):
+        """The expert's tokenizer (``encode``, ``decode``, ``apply_chat_template``), loadable
+        without the model, so prompts can be fitted to the context before any model loads."""
+        raise NotImplementedError(f"{type(self).__name__} cannot count tokens")
+
+    # ---------------------------------------------------------------- generation
+
+    def pending(self, requests: Sequence[GenerationRequest]) -> int:
+        """How many of ``requests`` would reach the model (a cache in front answers the rest)."""
+        return len(requests)
+
+    def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
+        """Yield ``(index into requests, completion)`` as each micro-batch finishes."""
+        raise NotImplementedError
+
+    def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
+        """Generate every request, loading first if needed; counts calls, tokens and seconds."""
+        if not requests:
+            return
+        if not self.loaded:
+            self.load()
+        produced = iter(self._generate(requests))
+        while True:
+            start = time.perf_counter()
+            item = next(produced, None)
+            self.stats.generate_seconds += time.perf_counter() - start
+            if item is None:
+                return
+            self.stats.calls += 1
+            self.stats.generated_tokens += item[1].num_tokens
+            yield item
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
+        out: list[Completion | None] = [None] * len(requests)
+        for i, completion in self.iter_generate(requests):
+            out[i] = completion
+        return out  # type: ignore[return-value]
+
+    def fit_context(self, prompt_tokens: int, max_new: int, limit: int | None, rows: int = 1) -> tuple[int, int]:
+        """The engine contract for an over-long prompt: ``(prompt tokens to keep, new tokens)``
+        so both fit ``limit``; the prompt is cut from the left (the question's end and the answer
+        format stay), logged and counted, as a last resort after prompt fitting upstream."""
+        if not limit or prompt_tokens + max_new <= limit:
+            return prompt_tokens, max_new
+        keep = min(prompt_tokens, max(limit - max_new, limit // 2))
+        if keep < prompt_tokens:
+            log.warning("%s: prompt of %d tokens cut to its last %d to fit a context of %d",
+                        self.expert.name, prompt_tokens, keep, limit)
+            self.stats.truncated_prompts += rows
+        return keep, max(1, min(max_new, limit - keep))
+
+    # ---------------------------------------------------------------- progress
 
     def report_budget_to(self, callback: Callable[[int], None] | None) -> None:
         """Progress inside a long micro-batch: ``callback(n)`` hears of ``n`` more tokens of the
@@ -97,33 +194,6 @@ class Engine(ABC):
         if self._on_budget is not None and n > 0:
             self._on_budget(n)
 
-    @abstractmethod
-    def load(self) -> None: ...
-
-    @abstractmethod
-    def unload(self) -> None: ...
-
-    @property
-    @abstractmethod
-    def loaded(self) -> bool: ...
-
-    def load_tokenizer(self):
-        """The expert's tokenizer (``encode``, ``decode``, ``apply_chat_template``), loadable
-        without the model, so prompts can be fitted to the context before any model loads."""
-        raise NotImplementedError(f"{type(self).__name__} cannot count tokens")
-
-    @abstractmethod
-    def iter_generate(
-        self, requests: Sequence[GenerationRequest]
-    ) -> Iterator[tuple[int, Completion]]:
-        """Yield ``(index into requests, completion)`` as soon as each micro-batch finishes."""
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:
-        out: list[Completion | None] = [None] * len(requests)
-        for i, completion in self.iter_generate(requests):
-            out[i] = completion
-        return out  # type: ignore[return-value]
-
     def __enter__(self):
         if not self.loaded:
             self.load()
@@ -133,6 +203,12 @@ class Engine(ABC):
         if self.loaded:
             self.unload()
         return False
+
+
+def load_error(name: str, where: str, err: Exception) -> SymoeError:
+    """Any loader failure as one line naming the expert and where it loaded from."""
+    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return SymoeError(f"expert '{name}' failed to load from {where}: {type(err).__name__}: {first[:300]}")
 
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:

@@ -123,20 +123,21 @@ class GenerationCache:
 
 
 class CachedEngine(Engine):
-    """Serves cached requests itself and hands only the misses to the wrapped engine."""
+    """Serves cached requests itself and hands only the misses to the wrapped engine, which
+    loads on the first miss (a fully cached group never loads its model)."""
 
     def __init__(self, inner: Engine, cache: GenerationCache):
         super().__init__(inner.expert)
         self.inner = inner
         self.cache = cache
         self.stats = inner.stats
-        self.backend = inner.backend
+        self.name = inner.name
 
     @property
     def loaded(self) -> bool:
         return self.inner.loaded
 
-    def load(self) -> None:  # lazily, by the first miss
+    def load(self) -> None:
         pass
 
     def unload(self) -> None:
@@ -151,7 +152,6 @@ class CachedEngine(Engine):
         self.inner.report_budget_to(callback)
 
     def pending(self, requests: Sequence[GenerationRequest]) -> int:
-        """How many of ``requests`` would reach the model."""
         entries = self.cache.entries(self.expert.name)
         return sum(request_key(self.inner, r) not in entries for r in requests)
 
@@ -166,8 +166,6 @@ class CachedEngine(Engine):
                 self.stats.cached_calls += 1
                 self._budget_used(requests[i].params.max_tokens)
                 yield i, hit
-        if not misses:
-            return
         for j, completion in self.inner.iter_generate([requests[i] for i in misses]):
             i = misses[j]
             self.cache.put(self.expert.name, keys[i], completion)

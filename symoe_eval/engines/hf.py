@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import gc
 import logging
-import time
 from dataclasses import replace
 from itertools import groupby
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from symoe_eval.atomic import publish, scratch_path
-from symoe_eval.engines.base import Completion, Engine, GenerationRequest, truncate_at_stop
+from symoe_eval.engines.base import Completion, Engine, GenerationRequest, load_error, truncate_at_stop
 from symoe_eval.errors import SymoeError
 from symoe_eval.paths import cache_root
 from symoe_eval.registry import ExpertSpec
@@ -25,11 +24,6 @@ log = logging.getLogger(__name__)
 
 # End-of-turn markers of common chat templates; whichever the vocabulary has also ends generation.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
-
-
-def load_error(name: str, where: str, err: Exception) -> SymoeError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return SymoeError(f"expert '{name}' failed to load from {where}: {type(err).__name__}: {first[:300]}")
 
 
 def cpu_has_bf16() -> bool:
@@ -103,14 +97,19 @@ class RowSampler:
 
 
 class HFEngine(Engine):
-    backend = "hf"
+    """transformers on CPU or GPU: the fallback wherever vLLM cannot run."""
 
-    def __init__(self, expert: ExpertSpec, device: str | None = None, batch_size: int = 8):
-        super().__init__(expert)
-        self.device_request = device
-        self.batch_size = max(1, int(batch_size))
+    name = "hf"
+    auto_priority = 0
+
+    def __init__(self, expert: ExpertSpec, **kwargs):
+        super().__init__(expert, **kwargs)
         self.model = None
         self.tokenizer = None
+
+    @classmethod
+    def available(cls) -> bool:
+        return True
 
     @property
     def loaded(self) -> bool:
@@ -149,11 +148,10 @@ class HFEngine(Engine):
             self.tokenizer = tokenizer
         return self.tokenizer
 
-    def load(self) -> None:
+    def _load(self) -> None:
         import torch
         from transformers import AutoModelForCausalLM
 
-        start = time.perf_counter()
         device = pick_device(self.device_request)
         dtype = pick_dtype(self.expert.engine_kwargs.get("dtype"), device)
         where, gguf_file = resolve_weights(self.expert)
@@ -163,16 +161,14 @@ class HFEngine(Engine):
                 if not (dense / "config.json").exists():
                     self._write_dense_copy(where, gguf_file, dense, dtype)
                 where = str(dense)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **self._common_kwargs(), **self.expert.hf_kwargs)
+            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **self._common_kwargs(), **self.backend_kwargs)
         except Exception as err:  # any loader failure becomes one line naming the expert
             raise load_error(self.expert.name, where, err) from err
         self.load_tokenizer()
         self.model = model.to(device).eval()
         self._eos_ids = self._end_ids()
         torch.set_grad_enabled(False)
-        self.stats.loads += 1
-        self.stats.load_seconds += time.perf_counter() - start
-        log.info("loaded %s (%s, %s) in %.1fs", self.expert.name, device, dtype, time.perf_counter() - start)
+        log.info("%s on %s in %s", self.expert.name, device, dtype)
 
     def _write_dense_copy(self, folder: str, gguf_file: str, target: Path, dtype) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -199,7 +195,7 @@ class HFEngine(Engine):
         ids.update(configured if isinstance(configured, list) else [configured] if configured is not None else [])
         return sorted(ids)
 
-    def unload(self) -> None:
+    def _unload(self) -> None:
         import torch
 
         self.model = None  # the tokenizer stays: it is small and prompt fitting reuses it
@@ -213,16 +209,13 @@ class HFEngine(Engine):
         configured = self.expert.engine_kwargs.get("max_model_len")
         return int(configured or getattr(self.model.config, "max_position_embeddings", 32768))
 
-    def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
-        if not self.loaded:
-            self.load()
+    def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         prompts = [
             self.tokenizer.apply_chat_template(r.chat(), tokenize=False, add_generation_prompt=True)
             for r in requests
         ]
         lengths = [len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts]
         # One generate() call needs one set of sampling params; within a set, similar lengths
-        # batch together to waste little padding.
         # batch together to waste little padding. Seeds are per row, so they do not split groups.
         def same(i):
             return repr(replace(requests[i].params, seed=None))
@@ -237,21 +230,9 @@ class HFEngine(Engine):
                 yield from zip(batch, texts)
 
     def _generate_batch(self, prompts: list[str], params, seeds: list[int | None]) -> list[Completion]:
-        import torch
-
-        start = time.perf_counter()
-        limit = self._context_limit()
-        max_new = params.max_tokens
         enc = self.tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
-        if enc.input_ids.shape[1] + max_new > limit:
-            keep = max(limit - max_new, limit // 2)
-            if enc.input_ids.shape[1] > keep:
-                log.warning("%s: prompt of %d tokens cut to its last %d to fit a context of %d",
-                            self.expert.name, enc.input_ids.shape[1], keep, limit)
-                self.stats.truncated_prompts += len(prompts)
-                enc = {k: v[:, -keep:] for k, v in enc.items()}
-            max_new = max(1, limit - enc["input_ids"].shape[1])
-        enc = {k: v.to(self.model.device) for k, v in dict(enc).items()}
+        keep, max_new = self.fit_context(enc.input_ids.shape[1], params.max_tokens, self._context_limit(), len(prompts))
+        enc = {k: v[:, -keep:].to(self.model.device) for k, v in dict(enc).items()}
         sampling = {"do_sample": False}
         if not params.greedy:  # sampled by RowSampler; generate() then keeps the one token left
             sampling["logits_processor"] = [RowSampler(seeds, params.temperature, params.top_p, self.model.device)]
@@ -276,7 +257,4 @@ class HFEngine(Engine):
             finish = "stop" if ended or stopped else "length"
             completions.append(Completion(text=text, num_tokens=n, finish_reason=finish))
         self._budget_used(len(prompts) * (params.max_tokens - steps.steps))  # what early stops left
-        self.stats.calls += len(prompts)
-        self.stats.generated_tokens += sum(c.num_tokens for c in completions)
-        self.stats.generate_seconds += time.perf_counter() - start
         return completions

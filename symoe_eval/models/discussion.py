@@ -15,7 +15,7 @@ import re
 from symoe_eval.aggregation import discussion_prompt
 from symoe_eval.answers import INVALID, choices_in, extract_answer, vote
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.base import model_arg
+from symoe_eval.models.context import model_arg
 from symoe_eval.models.staged import StagedLM, parse_names
 
 VOTES = ("majority", "confidence")
@@ -64,11 +64,8 @@ class Discussion(StagedLM):
                 name, q, ordered, q.repeat,
                 build=lambda question, texts: discussion_prompt(question, texts[0], texts[1:], ask_confidence))
 
-        scheduler = self.scheduler(disable_tqdm)
-        try:
+        with self.context.scheduler(not disable_tqdm) as scheduler:
             history = self.run_rounds(scheduler, questions, teams, self.rounds + 1, lambda rnd: f"round {rnd}", speak, after=[])
-        finally:
-            scheduler.close()
         finals, rows = {}, []
         for q in questions:
             team, last = teams[q.task], history[q.key][-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.base import SymoeLM
 from symoe_eval.runlog import RunLog
-from symoe_eval.scheduling import Call, Scheduler
+from symoe_eval.scheduling import Call
 
 
 class ExpertLM(SymoeLM):
@@ -25,14 +25,11 @@ class ExpertLM(SymoeLM):
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         calls = [
-            Call(i, self.expert.name, self.as_request(req.args[0], self.sampling_for(self.expert, req.args[1]), sample))
+            Call(i, self.expert.name, self.context.request(self.expert.name, req.args[0], req.args[1], sample))
             for i, (req, sample) in enumerate(zip(requests, self.sample_indices(requests)))
         ]
-        scheduler = Scheduler(lambda name: self.engine_for(self.expert), progress=not disable_tqdm)
-        try:
+        with self.context.scheduler(not disable_tqdm) as scheduler:
             out = scheduler.run("generate", calls)
-        finally:
-            scheduler.close()
         texts = [out[i].text for i in range(len(calls))]
         for req, text in zip(requests, texts):
             self.cache_hook.add_partial("generate_until", req.args, text)

@@ -10,7 +10,7 @@ instance-level routing); the aggregator is the task profile's. Each layer is one
 from __future__ import annotations
 
 from symoe_eval.answers import extract_answer
-from symoe_eval.models.base import model_arg
+from symoe_eval.models.context import model_arg
 from symoe_eval.models.staged import StagedLM, parse_names
 from symoe_eval.scheduling import Call
 
@@ -38,8 +38,7 @@ class MixtureOfAgents(StagedLM):
                 return self.request(name, q, q.prompt, q.repeat)
             return self.synthesis_request(name, q, previous, q.repeat)
 
-        scheduler = self.scheduler(disable_tqdm)
-        try:
+        with self.context.scheduler(not disable_tqdm) as scheduler:
             history = self.run_rounds(scheduler, questions, teams, self.layers, lambda layer: f"layer {layer + 1}",
                                       propose, after=list(aggregators.values()))
             finals = scheduler.run("aggregation", [
@@ -47,8 +46,6 @@ class MixtureOfAgents(StagedLM):
                      self.synthesis_request(aggregators[q.task], q, history[q.key][-1], q.repeat, self.aggregator_max_gen_toks))
                 for q in questions
             ])
-        finally:
-            scheduler.close()
         rows = [{
             "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat, "experts": teams[q.task],
             "layers": [self.response_rows(teams[q.task], layer, q.text) for layer in history[q.key]],

@@ -4,22 +4,19 @@ summary, so their accuracy and cost compare fairly."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from symoe_eval.aggregation import DEFAULT_CONTEXT, ChatTokens, aggregate_prompt, fit_prompt
+from symoe_eval.aggregation import aggregate_prompt
 from symoe_eval.answers import extract_answer
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.base import SymoeLM, model_arg
+from symoe_eval.models.base import SymoeLM
 from symoe_eval.paths import profiles_root
 from symoe_eval.profiles import TaskProfile, load_profile
 from symoe_eval.routing import strongest
 from symoe_eval.runlog import RunLog
-from symoe_eval.scheduling import Call, Scheduler, default_max_loaded
-
-log = logging.getLogger(__name__)
+from symoe_eval.scheduling import Call, Scheduler
 
 
 @dataclass(frozen=True)
@@ -48,14 +45,10 @@ def parse_names(value: str | None) -> list[str]:
 class StagedLM(SymoeLM):
     method = "staged"
 
-    def __init__(self, profiles: str | None = None, log_dir: str | None = None, max_loaded: int | None = None, **kwargs):
+    def __init__(self, profiles: str | None = None, log_dir: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.profiles_root = profiles or str(profiles_root())
         self.log_dir = log_dir
-        self.max_loaded = model_arg("max_loaded", max_loaded, minimum=1, optional=True) or default_max_loaded(self.backend)
-        self.truncated_responses = 0
-        self.truncated_questions = 0
-        self._token_counters: dict[str, ChatTokens] = {}
 
     # ------------------------------------------------------------------ inputs
 
@@ -95,37 +88,17 @@ class StagedLM(SymoeLM):
     # ------------------------------------------------------------------ requests
 
     def request(self, expert: str, q: Question, prompt: str, sample: int, max_tokens: int | None = None) -> GenerationRequest:
-        params = self.sampling_for(self.pool.expert(expert), q.gen_kwargs)
-        if max_tokens:
-            params = replace(params, max_tokens=max_tokens)
-        return self.as_request(prompt, params, sample)
+        return self.context.request(expert, prompt, q.gen_kwargs, sample, max_tokens)
 
     def synthesis_request(self, expert: str, q: Question, responses: Sequence[str], sample: int,
                           max_tokens: int | None = None,
                           build: Callable[[str, list[str]], str] = aggregate_prompt) -> GenerationRequest:
         """A prompt that quotes ``responses`` (by default the aggregate-and-synthesize prompt),
-        fitted to the reader's context with its own tokenizer (see ``fit_prompt``)."""
-        spec = self.pool.expert(expert)
-        new_tokens = max_tokens or self.sampling_for(spec, q.gen_kwargs).max_tokens
-        room = int(spec.engine_kwargs.get("max_model_len") or DEFAULT_CONTEXT) - new_tokens
-        fitted = fit_prompt(build, q.prompt, responses, room, lambda: self.token_counter(expert))
-        if fitted.responses_cut or fitted.question_cut:
-            self.truncated_responses += fitted.responses_cut
-            self.truncated_questions += fitted.question_cut
-            log.warning("%s doc %s: cut %d response(s)%s to fit %s's context of %d prompt tokens", q.task, q.doc_id,
-                        fitted.responses_cut, " and the question's middle" if fitted.question_cut else "", expert, room)
-        return self.request(expert, q, fitted.prompt, sample, max_tokens)
-
-    def token_counter(self, expert: str) -> ChatTokens:
-        """The expert's tokenizer (loaded alone, without the model), kept for the run."""
-        if expert not in self._token_counters:
-            self._token_counters[expert] = ChatTokens(self.engine_for(self.pool.expert(expert)).load_tokenizer())
-        return self._token_counters[expert]
+        fitted to the reader's context (see ``RunContext.synthesis_request``)."""
+        return self.context.synthesis_request(expert, q.prompt, responses, q.gen_kwargs, sample, max_tokens, build,
+                                              where=f"{q.task} doc {q.doc_id}")
 
     # ------------------------------------------------------------------ running
-
-    def scheduler(self, disable_tqdm: bool) -> Scheduler:
-        return Scheduler(lambda name: self.engine_for(self.pool.expert(name)), self.max_loaded, progress=not disable_tqdm)
 
     def run_rounds(
         self,
@@ -167,8 +140,8 @@ class StagedLM(SymoeLM):
             runlog.record(row)
         runlog.finish({
             "method": self.method, "pool": self.pool.name, "seed": self.seed, "backend": self.backend,
-            "questions": len(questions), "truncated_responses": self.truncated_responses,
-            "truncated_questions": self.truncated_questions,
+            "questions": len(questions), "truncated_responses": self.context.truncated_responses,
+            "truncated_questions": self.context.truncated_questions,
             **summary, **scheduler.summary(),
         }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
         for req, text in zip(requests, texts):

@@ -10,25 +10,22 @@ from __future__ import annotations
 import logging
 
 from symoe_eval.answers import extract_answer
-from symoe_eval.engines import SamplingParams
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.base import model_arg
+from symoe_eval.models.context import model_arg
 from symoe_eval.models.staged import StagedLM
 from symoe_eval.weights import resolve_weights
-from symoe_eval.routing import ROUTING_MODES, Route, SentenceEmbedder, map_keywords, question_rng, route
+from symoe_eval.routing import QuestionRef, Route, SentenceEmbedder, question_rng, router_class
 from symoe_eval.scheduling import Call
-from symoe_eval.skills import annotate
+from symoe_eval.skills import KEYWORD_MAX_GEN_TOKS, annotate
 
 log = logging.getLogger(__name__)
-
-KEYWORD_MAX_GEN_TOKS = 64
 
 
 class SymbolicMoE(StagedLM):
     """``--model symoe --model_args pool=tiny-cpu,k=3,...`` (see the README for every argument).
 
-    ``routing=instance`` is the method; ``routing=task`` recruits each task's top-k experts for
-    every question and ``routing=random`` recruits uniformly (the paper's ablations)."""
+    ``routing`` names a router (``symoe_eval.routing.ROUTERS``): ``instance`` is the method,
+    ``task`` and ``random`` are the paper's ablations."""
 
     method = "symoe"
 
@@ -44,8 +41,7 @@ class SymbolicMoE(StagedLM):
     ):
         super().__init__(**kwargs)
         self.k = model_arg("k", k, minimum=1)
-        if routing not in ROUTING_MODES:
-            raise SymoeError(f"unknown routing '{routing}'; choose one of {', '.join(ROUTING_MODES)}")
+        self.router = router_class(routing)(self.k, embed=self.embed)
         self.routing = routing
         self.aggregator_override = self.pool.expert(aggregator).name if aggregator else None
         self.keyword_model = self.pool.keyword_model(keyword_model)
@@ -53,25 +49,23 @@ class SymbolicMoE(StagedLM):
         self.aggregator_max_gen_toks = model_arg("aggregator_max_gen_toks", aggregator_max_gen_toks, minimum=1, optional=True)
         self._embedder: SentenceEmbedder | None = None
 
-    def embedder(self) -> SentenceEmbedder:
+    def embed(self, texts: list[str]):
+        """Sentence embeddings from the pool's embedding model, loaded on first use."""
         if self._embedder is None:
             spec = self.pool.embedding_model
             if spec is None:
                 raise SymoeError(f"pool '{self.pool.name}' names no embedding_model ({self.pool.path})")
             folder, _ = resolve_weights(spec)
             self._embedder = SentenceEmbedder(folder)
-        return self._embedder
+        return self._embedder(texts)
 
     # ------------------------------------------------------------------ plan
 
     def _routes(self, questions, profiles, keywords) -> dict[tuple, Route]:
         routes = {}
         for q in questions:
-            profile = profiles[q.task]
-            found = keywords.get(q.text, [])
-            mapped = map_keywords(found, profile.keywords, self.embedder()) if self.routing == "instance" else []
             rng = question_rng(self.seed, q.task, q.doc_id, q.repeat)
-            routes[q.key] = route(profile, q.task, q.doc_id, found, mapped, self.k, rng, self.routing)
+            routes[q.key] = self.router.route(profiles[q.task], QuestionRef(q.task, q.doc_id), keywords.get(q.text, []), rng)
             if routes[q.key].fallback:
                 log.warning("%s doc %s: %s; recruiting the globally strongest experts",
                             q.task, q.doc_id, routes[q.key].fallback)
@@ -87,6 +81,20 @@ class SymbolicMoE(StagedLM):
                 calls.append(Call((q.key, slot), name, self.request(name, q, q.prompt, sample)))
         return calls
 
+    def _run(self, scheduler, questions, profiles, aggregators):
+        keywords = {}
+        if self.router.needs_keywords:
+            keywords = annotate(scheduler, self.keyword_model, [q.text for q in questions], self.seed, self.keyword_max_gen_toks)
+        routes = self._routes(questions, profiles, keywords)
+        answers = scheduler.run("experts", self._expert_calls(questions, routes), later=list(aggregators.values()))
+        responses = {q.key: [answers[(q.key, s)].text for s in range(len(routes[q.key].experts))] for q in questions}
+        finals = scheduler.run("aggregation", [
+            Call(q.key, aggregators[q.task],
+                 self.synthesis_request(aggregators[q.task], q, responses[q.key], q.repeat, self.aggregator_max_gen_toks))
+            for q in questions
+        ])
+        return routes, responses, finals
+
     # ------------------------------------------------------------------ lm-eval API
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
@@ -94,33 +102,16 @@ class SymbolicMoE(StagedLM):
         tasks = sorted({q.task for q in questions})
         profiles = self.task_profiles(tasks)
         aggregators = {t: self.aggregator_override or profiles[t].aggregator for t in tasks}
-        scheduler = self.scheduler(disable_tqdm)
-        try:
-            keywords = {}
-            if self.routing == "instance":
-                params = SamplingParams(temperature=0.7, max_tokens=self.keyword_max_gen_toks, seed=self.seed)
-                keywords = annotate(scheduler, self.keyword_model, [q.text for q in questions], params)
-            routes = self._routes(questions, profiles, keywords)
-            answers = scheduler.run("experts", self._expert_calls(questions, routes), later=list(aggregators.values()))
-            responses = {q.key: [answers[(q.key, s)].text for s in range(len(routes[q.key].experts))] for q in questions}
-            finals = scheduler.run("aggregation", [
-                Call(q.key, aggregators[q.task],
-                     self.synthesis_request(aggregators[q.task], q, responses[q.key], q.repeat, self.aggregator_max_gen_toks))
-                for q in questions
-            ])
-        finally:
-            scheduler.close()
-        rows = []
-        for q in questions:
-            r = routes[q.key]
-            rows.append({
-                "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat,
-                "keywords": r.keywords, "mapped_keywords": r.mapped, "fallback": r.fallback,
-                "weights": r.weights, "experts": r.experts,
-                "responses": self.response_rows(r.experts, responses[q.key], q.text),
-                "aggregator": aggregators[q.task],
-                "final_answer": extract_answer(finals[q.key].text, q.text),
-                "final_text": finals[q.key].text,
-            })
+        with self.context.scheduler(not disable_tqdm) as scheduler:
+            routes, responses, finals = self._run(scheduler, questions, profiles, aggregators)
+        rows = [{
+            "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat,
+            "keywords": routes[q.key].keywords, "mapped_keywords": routes[q.key].mapped, "fallback": routes[q.key].fallback,
+            "weights": routes[q.key].weights, "experts": routes[q.key].experts,
+            "responses": self.response_rows(routes[q.key].experts, responses[q.key], q.text),
+            "aggregator": aggregators[q.task],
+            "final_answer": extract_answer(finals[q.key].text, q.text),
+            "final_text": finals[q.key].text,
+        } for q in questions]
         summary = {"k": self.k, "routing": self.routing, "keyword_model": self.keyword_model, "aggregators": aggregators}
         return self.finish(requests, questions, {k: c.text for k, c in finals.items()}, rows, scheduler, summary)

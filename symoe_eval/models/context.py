@@ -1,0 +1,119 @@
+"""One run context for every model and for ``symoe profile``: the pool, the engine factory,
+sampling overrides, the generation cache, prompt fitting and the scheduler. The LM classes
+and the profiler are thin adapters around it, so a stage built once serves both."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from symoe_eval.aggregation import DEFAULT_CONTEXT, ChatTokens, Fitted, aggregate_prompt, fit_prompt
+from symoe_eval.engines import Engine, GenerationCache, GenerationRequest, SamplingParams, engine_class, make_engine, pick_backend
+from symoe_eval.errors import SymoeError
+from symoe_eval.models.sampling import sampling_for
+from symoe_eval.paths import cache_root
+from symoe_eval.registry import Pool, load_pool
+from symoe_eval.scheduling import Scheduler
+
+log = logging.getLogger(__name__)
+
+NO_CACHE = ("", "none", "off", "false")
+
+
+def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = None, optional: bool = False):
+    """A --model_args value as ``kind``, or one line naming the argument and its valid range."""
+    if optional and value in (None, "", "None", "none"):
+        return None
+    valid = ("an integer" if kind is int else "a number") + (f" >= {minimum}" if minimum is not None else "")
+    try:
+        converted = kind(value)
+    except (TypeError, ValueError):
+        raise SymoeError(f"model_args {name}={value}: expected {valid}") from None
+    if minimum is not None and converted < minimum:
+        raise SymoeError(f"model_args {name}={value}: expected {valid}")
+    return converted
+
+
+def cache_dir_for(given: str | Path | None, pool: Pool) -> Path | None:
+    """``none`` turns the cache off; no value means the per-pool default under the cache root."""
+    if given is not None and str(given).lower() in NO_CACHE:
+        return None
+    return Path(given).expanduser() if given else cache_root() / "generations" / pool.name
+
+
+@dataclass
+class RunContext:
+    pool: Pool
+    backend: str
+    cache_dir: Path | None
+    seed: int = 0
+    temperature: float | None = None  # overrides the task's
+    max_gen_toks: int | None = None  # overrides the task's and the pool's cap
+    batch_size: int = 8
+    device: str | None = None
+    max_loaded: int | None = None
+    truncated_responses: int = 0
+    truncated_questions: int = 0
+    _counters: dict[str, ChatTokens] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def create(cls, pool: str | None = None, engine: str = "auto", cache_dir: str | Path | None = None, seed: Any = 0,
+               temperature: Any = None, max_gen_toks: Any = None, batch_size: Any = 8, device: str | None = None,
+               max_loaded: Any = None) -> "RunContext":
+        """Validate raw arguments (model_args strings or Python values) into a context; the cache
+        folder is checked for writing before any model loads."""
+        backend = pick_backend(engine)
+        spec = load_pool(pool or engine_class(backend).default_pool)
+        context = cls(
+            pool=spec, backend=backend, cache_dir=cache_dir_for(cache_dir, spec), seed=model_arg("seed", seed),
+            temperature=model_arg("temperature", temperature, float, minimum=0, optional=True),
+            max_gen_toks=model_arg("max_gen_toks", max_gen_toks, minimum=1, optional=True),
+            batch_size=8 if str(batch_size).startswith("auto") else model_arg("batch_size", batch_size, minimum=1),
+            device=device if device not in (None, "", "auto") else None,
+            max_loaded=model_arg("max_loaded", max_loaded, minimum=1, optional=True),
+        )
+        if context.cache_dir is not None:
+            GenerationCache(context.cache_dir).check_writable()
+        if spec.max_gen_toks and context.max_gen_toks is None:
+            log.info("pool %s caps each call at %d new tokens; ask for more with max_gen_toks", spec.name, spec.max_gen_toks)
+        return context
+
+    def engine(self, expert: str) -> Engine:
+        return make_engine(self.pool.expert(expert), self.backend, cache_dir=self.cache_dir, batch_size=self.batch_size,
+                           device=self.device, seed=self.seed)
+
+    def scheduler(self, progress: bool = True) -> Scheduler:
+        """Use with ``with``: every model still loaded is unloaded at the end, error or not."""
+        return Scheduler(self.engine, self.max_loaded or engine_class(self.backend).default_max_loaded, progress=progress)
+
+    def sampling(self, expert: str, gen_kwargs: dict | None = None, max_tokens: int | None = None) -> SamplingParams:
+        params = sampling_for(self.pool.expert(expert), gen_kwargs, self.temperature, self.max_gen_toks, self.seed,
+                              self.pool.max_gen_toks)
+        return replace(params, max_tokens=max_tokens) if max_tokens else params
+
+    def request(self, expert: str, prompt: str, gen_kwargs: dict | None, sample: int,
+                max_tokens: int | None = None) -> GenerationRequest:
+        return GenerationRequest.user(prompt, self.sampling(expert, gen_kwargs, max_tokens), sample)
+
+    def token_counter(self, expert: str) -> ChatTokens:
+        """The expert's tokenizer (loaded alone, without the model), kept for the run."""
+        if expert not in self._counters:
+            self._counters[expert] = ChatTokens(self.engine(expert).load_tokenizer())
+        return self._counters[expert]
+
+    def synthesis_request(self, expert: str, prompt: str, responses: Sequence[str], gen_kwargs: dict | None, sample: int,
+                          max_tokens: int | None = None, build: Callable[[str, list[str]], str] = aggregate_prompt,
+                          where: str = "") -> GenerationRequest:
+        """A prompt quoting ``responses`` (the aggregate-and-synthesize prompt by default), fitted
+        to the reader's context with its own tokenizer (see ``fit_prompt``); cuts are counted."""
+        params = self.sampling(expert, gen_kwargs, max_tokens)
+        room = int(self.pool.expert(expert).engine_kwargs.get("max_model_len") or DEFAULT_CONTEXT) - params.max_tokens
+        fitted: Fitted = fit_prompt(build, prompt, responses, room, lambda: self.token_counter(expert))
+        if fitted.responses_cut or fitted.question_cut:
+            self.truncated_responses += fitted.responses_cut
+            self.truncated_questions += fitted.question_cut
+            log.warning("%s: cut %d response(s)%s to fit %s's context of %d prompt tokens", where or "prompt",
+                        fitted.responses_cut, " and the question's middle" if fitted.question_cut else "", expert, room)
+        return GenerationRequest.user(fitted.prompt, params, sample)

@@ -19,6 +19,20 @@ def data_dir() -> Path:
     return DATA_DIR
 
 
+@pytest.fixture(scope="session")
+def tiny_cpu_weights() -> None:
+    """Tests that read the tiny-cpu weight files: skipped (named) where the pool is not installed,
+    failed instead under SYMOE_REQUIRE_WEIGHTS (CI installs it)."""
+    from symoe_eval.registry import load_pool
+    from symoe_eval.weights import missing_files
+
+    problems = missing_files(load_pool("tiny-cpu"))
+    if problems:
+        if os.environ.get("SYMOE_REQUIRE_WEIGHTS"):
+            pytest.fail(problems[0])
+        pytest.skip(f"tiny-cpu weights not installed (symoe install-pool tiny-cpu): {problems[0]}")
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch) -> Path:
     """Point the symoe cache (assembled GGUF files, verified markers) at a temp folder."""

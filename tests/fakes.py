@@ -96,10 +96,18 @@ class FakeVLLMState:
 
 
 class _Tokenizer:
+    """One token per character: enough to check counts and cuts."""
+
     def apply_chat_template(self, messages, tokenize=True, add_generation_prompt=False):
         assert tokenize is False
         text = "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in messages)
         return text + ("<|assistant|>" if add_generation_prompt else "")
+
+    def encode(self, text, add_special_tokens=True):
+        return [ord(c) for c in text]
+
+    def decode(self, ids):
+        return "".join(chr(i) for i in ids)
 
 
 def install_fake_vllm(monkeypatch) -> FakeVLLMState:
@@ -147,6 +155,8 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             state.generate_calls.append((list(prompts), list(sampling_params)))
             outputs = []
             for prompt, params in zip(prompts, sampling_params):
+                if isinstance(prompt, dict):  # a TokensPrompt, as vLLM accepts
+                    prompt = "".join(chr(i) for i in prompt["prompt_token_ids"])
                 # like vLLM: greedy text depends on the prompt alone, sampled text on the request's seed
                 rng = random.Random(f"{prompt}|{None if params.temperature == 0 else params.seed}")
                 words = [f"tok{rng.randrange(1000)}" for _ in range(min(params.max_tokens, 5))]

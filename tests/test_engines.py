@@ -237,3 +237,25 @@ def test_unwritable_cache_fails_before_loading_and_a_failed_write_keeps_the_gene
     monkeypatch.setattr(GenerationCache, "_append", staticmethod(full_disk))
     cache.put("m", "k", Completion("kept", 1))
     assert cache.get("m", "k").text == "kept" and cache.failed_writes == 1
+
+
+def test_context_rule_of_the_engine_contract():
+    engine = FakeEngine(expert("a"))
+    assert engine.fit_context(100, 50, 1000) == (100, 50)  # fits: untouched
+    assert engine.fit_context(900, 200, 1000) == (800, 200)  # cut from the left, new tokens kept
+    assert engine.fit_context(990, 800, 1000) == (500, 500)  # at least half the context stays prompt
+    assert engine.stats.truncated_prompts == 2
+
+
+def test_vllm_cuts_an_overlong_prompt_from_the_left(monkeypatch):
+    state = install_fake_vllm(monkeypatch)
+    spec = expert("small", engine_kwargs={"max_model_len": 64})
+    long = GenerationRequest.user("x" * 200 + " the question's end", SamplingParams(temperature=0.0, max_tokens=16))
+    short = GenerationRequest.user("hi", SamplingParams(temperature=0.0, max_tokens=16))
+    with make_engine(spec, backend="vllm") as engine:
+        engine.generate([long, short])
+    (prompts, params), = state.generate_calls
+    assert len(prompts[0]["prompt_token_ids"]) == 48 and "".join(map(chr, prompts[0]["prompt_token_ids"])).endswith(
+        "the question's end<|end|><|assistant|>")
+    assert prompts[1] == "<|user|>hi<|end|><|assistant|>" and params[0].max_tokens == 16
+    assert engine.stats.truncated_prompts == 1

@@ -117,3 +117,11 @@ def test_fitted_aggregation_prompt_is_not_cut_again_by_the_engine():
     with engine:
         (out,) = engine.generate([GenerationRequest.user(fitted.prompt, SamplingParams(temperature=0.0, max_tokens=16))])
     assert engine.stats.truncated_prompts == 0 and out.num_tokens > 0
+
+
+def test_hf_cuts_an_overlong_prompt_from_the_left():
+    spec = load_pool("tiny-cpu").expert("smollm2-135m")
+    spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "max_model_len": 64})
+    with make_engine(spec, backend="hf") as engine:
+        (out,) = engine.generate([GenerationRequest.user("word " * 200 + "Say hi.", SamplingParams(0.0, max_tokens=8))])
+    assert engine.stats.truncated_prompts == 1 and 0 < out.num_tokens <= 8

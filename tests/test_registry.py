@@ -41,7 +41,7 @@ def test_shipped_pools():
     assert all(paper.expert(n).generation.max_gen_toks == 32768 for n in reasoning)
 
 
-def test_tiny_cpu_pool_is_installed_and_resolves():
+def test_tiny_cpu_pool_is_installed_and_resolves(tiny_cpu_weights):
     pool = load_pool("tiny-cpu")
     assert len(pool.experts) >= 2 and pool.tagged("keyword_model")
     folder, gguf = resolve_weights(pool.expert("smollm2-135m"))

@@ -71,7 +71,8 @@ def cmd_profile(args) -> int:
     folder = build_profile(
         args.pool, args.task, limit=args.limit, data_dir=args.data_dir, profiles_root=args.profiles,
         cache_dir=args.cache_dir, engine=args.engine, max_gen_toks=args.max_gen_toks,
-        samples=args.samples, seed=args.seed, batch_size=args.batch_size,
+        samples=args.samples, seed=args.seed, batch_size=args.batch_size, workers=args.workers,
+        ray_address=args.ray_address,
     )
     print((folder / "report.md").read_text())
     print(f"profile written to {folder}")
@@ -114,11 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--data-dir", help="the authors' data folder (default: $SYMOE_DATA_DIR, else the hub)")
     profile.add_argument("--profiles", help="profiles root (default: model_registry/profiles)")
     profile.add_argument("--cache-dir", help="generation cache (default: ~/.cache/symoe_eval/generations/<pool>)")
-    profile.add_argument("--engine", default="auto", choices=["auto", "hf", "vllm"])
+    profile.add_argument("--engine", default="auto", help="auto, or a backend named in symoe_eval.engines.ENGINES")
     profile.add_argument("--max-gen-toks", type=int, help="cap every answer (default: the task's)")
     profile.add_argument("--samples", type=int, default=1, help="answers per expert and question")
     profile.add_argument("--seed", type=int, default=0)
     profile.add_argument("--batch-size", type=int, default=8)
+    profile.add_argument("--workers", type=int, default=1, help="Ray actors running model groups (default: in process)")
+    profile.add_argument("--ray-address", help="join a running Ray cluster, e.g. auto")
     profile.set_defaults(func=cmd_profile)
     compare = sub.add_parser("compare", help="paired significance tests between two lm-eval runs")
     compare.add_argument("run_a", help="a results_*.json or a folder holding one lm-eval run")

@@ -123,9 +123,11 @@ def score_aggregators(context: RunContext, scheduler, val: ValidationSet, items:
 def build_profile(pool: str, task: str, limit: int | None = None, data_dir: str | None = None,
                   profiles_root: str | None = None, cache_dir: str | None = None, engine: str = "auto",
                   max_gen_toks: int | None = None, samples: int = 1, seed: int = 0, batch_size: int = 8,
-                  max_loaded: int | None = None, progress: bool = True) -> Path:
+                  max_loaded: int | None = None, progress: bool = True, workers: int = 1,
+                  ray_address: str | None = None) -> Path:
     """Profile ``task`` on ``pool`` and write the profile, its report and its annotations."""
-    context = RunContext.create(pool, engine, cache_dir, seed, None, max_gen_toks, batch_size, None, max_loaded)
+    context = RunContext.create(pool, engine, cache_dir, seed, None, max_gen_toks, batch_size, None, max_loaded,
+                                workers, ray_address)
     keyword_model = context.pool.keyword_model()
     val = load_validation(task, limit, data_dir)
     with context.scheduler(progress) as scheduler:

@@ -33,6 +33,18 @@ def tiny_cpu_weights() -> None:
         pytest.skip(f"tiny-cpu weights not installed (symoe install-pool tiny-cpu): {problems[0]}")
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray instance whose workers can import the test modules (fakes, test classes)."""
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    if not ray.is_initialized():
+        tests = str(Path(__file__).parent)
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(filter(None, [tests, os.environ.get("PYTHONPATH")]))}})
+    yield ray
+    ray.shutdown()
+
+
 @pytest.fixture
 def isolated_cache(tmp_path, monkeypatch) -> Path:
     """Point the symoe cache (assembled GGUF files, verified markers) at a temp folder."""

@@ -57,15 +57,15 @@ def test_cache_key_covers_expert_prompt_params_and_sample_index():
     a, b = FakeEngine(expert("a")), FakeEngine(expert("b"))
     base = GenerationRequest.user("q", SamplingParams(temperature=0.7))
     keys = {
-        request_key(a, base),
-        request_key(b, base),
-        request_key(a, GenerationRequest.user("q2", base.params)),
-        request_key(a, GenerationRequest.user("q", SamplingParams(temperature=0.0))),
-        request_key(a, GenerationRequest.user("q", base.params, sample_index=1)),
-        request_key(FakeEngine(expert("a", generation=Generation(max_gen_toks=9))), base),
+        request_key(a.expert, base),
+        request_key(b.expert, base),
+        request_key(a.expert, GenerationRequest.user("q2", base.params)),
+        request_key(a.expert, GenerationRequest.user("q", SamplingParams(temperature=0.0))),
+        request_key(a.expert, GenerationRequest.user("q", base.params, sample_index=1)),
+        request_key(expert("a", generation=Generation(max_gen_toks=9)), base),
     }
     assert len(keys) == 5  # generation defaults are not part of a request; everything else is
-    assert request_key(a, base) == request_key(FakeEngine(expert("a")), base)
+    assert request_key(a.expert, base) == request_key(expert("a"), base)
 
 
 def test_truncate_at_stop():

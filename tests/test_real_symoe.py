@@ -127,3 +127,31 @@ def test_readme_first_command_runs_the_demo_offline(tmp_path):
     rows = [json.loads(line) for line in open(json.loads(summary_file.read_text())["routing_log"])]
     assert len(rows) == 4 and all(len(r["experts"]) == 3 and r["final_text"] for r in rows)
     assert any(r["mapped_keywords"] for r in rows)  # the committed profile's vocabulary is used
+
+
+def test_workers_2_gives_the_answers_of_workers_1_on_real_models(tmp_path):
+    """The stock CLI with workers=2 (two Ray actors, one core each) against workers=1, greedy,
+    in fp32 (batch-invariant, see the README): the same final answers, each model loaded once
+    per worker that ran it."""
+    pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
+    pool = tmp_path / "tiny-fp32.yaml"
+    from symoe_eval.registry import pool_path
+
+    text = pool_path("tiny-cpu").read_text()
+    assert text.count("dtype: auto") == 2
+    pool.write_text(text.replace("dtype: auto", "dtype: float32"))  # same name: the committed profiles apply
+
+    def run(workers):
+        out = tmp_path / f"w{workers}"
+        args = f"pool={pool},temperature=0,max_gen_toks=24,cache_dir=none,workers={workers}"
+        done = run_cli(["lm_eval", "--model", "symoe", "--model_args", args, "--tasks", "symoe_demo", "--limit", "3",
+                        "--batch_size", "4", "--output_path", str(out), "--log_samples"], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        summary = json.loads(next(out.glob("routing_summary_symoe_*.json")).read_text())
+        rows = [json.loads(line) for line in open(summary["routing_log"])]
+        return {(r["task"], r["doc_id"]): r["final_answer"] for r in rows}, summary
+
+    (alone, _), (spread, summary) = run(1), run(2)
+    assert spread == alone
+    assert len(summary["workers"]) == 2
+    assert all(n == 1 for w in summary["workers"] for n in w["loads"].values()), summary["workers"]

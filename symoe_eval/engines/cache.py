@@ -18,13 +18,13 @@ from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest
 from symoe_eval.errors import SymoeError
+from symoe_eval.registry import ExpertSpec
 
 log = logging.getLogger(__name__)
 FIELDS = {"key": str, "text": str, "num_tokens": int}
 
 
-def request_key(engine: Engine, request: GenerationRequest) -> str:
-    expert = engine.expert
+def request_key(expert: ExpertSpec, request: GenerationRequest) -> str:
     payload = {
         "expert": expert.name,
         "model": expert.model,
@@ -153,10 +153,10 @@ class CachedEngine(Engine):
 
     def pending(self, requests: Sequence[GenerationRequest]) -> int:
         entries = self.cache.entries(self.expert.name)
-        return sum(request_key(self.inner, r) not in entries for r in requests)
+        return sum(request_key(self.expert, r) not in entries for r in requests)
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
-        keys = [request_key(self.inner, r) for r in requests]
+        keys = [request_key(self.expert, r) for r in requests]
         misses = []
         for i, key in enumerate(keys):
             hit = self.cache.get(self.expert.name, key)

@@ -32,6 +32,9 @@ class SymoeLM(LM):
         batch_size: int | str = 8,
         device: str | None = None,
         max_loaded: int | None = None,
+        workers: int = 1,
+        ray_address: str | None = None,
+        gpus_per_worker: float | None = None,
         **unused: Any,
     ):
         super().__init__()
@@ -39,7 +42,7 @@ class SymoeLM(LM):
         if ignored:
             raise SymoeError(f"{type(self).__name__}: unknown model_args {', '.join(sorted(ignored))}")
         self.context = RunContext.create(pool, engine, cache_dir, seed, temperature, max_gen_toks, batch_size, device,
-                                         max_loaded)
+                                         max_loaded, workers, ray_address, gpus_per_worker)
         self.pool: Pool = self.context.pool
         self.backend = self.context.backend
         self.seed = self.context.seed

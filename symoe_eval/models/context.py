@@ -54,6 +54,9 @@ class RunContext:
     batch_size: int = 8
     device: str | None = None
     max_loaded: int | None = None
+    workers: int = 1  # > 1: Ray actors (symoe_eval.workers); 1: in process, no Ray import
+    ray_address: str | None = None  # join a running cluster ("auto", "ray://host:10001")
+    gpus_per_worker: float | None = None
     truncated_responses: int = 0
     truncated_questions: int = 0
     _counters: dict[str, ChatTokens] = field(default_factory=dict, repr=False)
@@ -61,7 +64,8 @@ class RunContext:
     @classmethod
     def create(cls, pool: str | None = None, engine: str = "auto", cache_dir: str | Path | None = None, seed: Any = 0,
                temperature: Any = None, max_gen_toks: Any = None, batch_size: Any = 8, device: str | None = None,
-               max_loaded: Any = None) -> "RunContext":
+               max_loaded: Any = None, workers: Any = 1, ray_address: str | None = None,
+               gpus_per_worker: Any = None) -> "RunContext":
         """Validate raw arguments (model_args strings or Python values) into a context; the cache
         folder is checked for writing before any model loads."""
         backend = pick_backend(engine)
@@ -73,6 +77,8 @@ class RunContext:
             batch_size=8 if str(batch_size).startswith("auto") else model_arg("batch_size", batch_size, minimum=1),
             device=device if device not in (None, "", "auto") else None,
             max_loaded=model_arg("max_loaded", max_loaded, minimum=1, optional=True),
+            workers=model_arg("workers", workers, minimum=1), ray_address=ray_address or None,
+            gpus_per_worker=model_arg("gpus_per_worker", gpus_per_worker, float, minimum=0, optional=True),
         )
         if context.cache_dir is not None:
             GenerationCache(context.cache_dir).check_writable()
@@ -85,8 +91,27 @@ class RunContext:
                            device=self.device, seed=self.seed)
 
     def scheduler(self, progress: bool = True) -> Scheduler:
-        """Use with ``with``: every model still loaded is unloaded at the end, error or not."""
-        return Scheduler(self.engine, self.max_loaded or engine_class(self.backend).default_max_loaded, progress=progress)
+        """Use with ``with``: every model still loaded is unloaded at the end, error or not.
+        With ``workers`` > 1 or a ``ray_address``, the stages run on Ray actors instead."""
+        max_loaded = self.max_loaded or engine_class(self.backend).default_max_loaded
+        if self.workers == 1 and not self.ray_address:
+            return Scheduler(self.engine, max_loaded, progress=progress)
+        from symoe_eval.workers import RayScheduler
+
+        kwargs = {"batch_size": self.batch_size, "device": self.device, "seed": self.seed}
+        return RayScheduler(self.pool.experts, engine_class(self.backend), kwargs, self.cache_dir, self.workers, max_loaded,
+                            progress, self.ray_address, gpus_per_worker=self._gpus_per_worker())
+
+    def _gpus_per_worker(self) -> float:
+        """What one actor needs: the largest tensor_parallel_size in the pool with vLLM, one GPU for
+        transformers where there is one, none on CPU."""
+        if self.gpus_per_worker is not None:
+            return self.gpus_per_worker
+        if self.backend == "vllm":
+            return max(int(e.backend_kwargs.get("vllm", {}).get("tensor_parallel_size", 1)) for e in self.pool.experts.values())
+        import torch
+
+        return 1.0 if torch.cuda.is_available() and self.device != "cpu" else 0.0
 
     def sampling(self, expert: str, gen_kwargs: dict | None = None, max_tokens: int | None = None) -> SamplingParams:
         params = sampling_for(self.pool.expert(expert), gen_kwargs, self.temperature, self.max_gen_toks, self.seed,

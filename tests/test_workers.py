@@ -1,0 +1,114 @@
+"""Stages on Ray actors with fake engines: same answers as in process, and a worker killed mid-stage."""
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from fakes import FakeEngine, draw, expert
+from symoe_eval.engines import ENGINES, GenerationRequest, SamplingParams
+from symoe_eval.scheduling import Call, Scheduler
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+class SlowFake(FakeEngine):
+    """A fake that takes 20 ms per request, so a stage lasts long enough to kill a worker in it."""
+
+    name = "slowfake"
+
+    def __init__(self, spec, **kwargs):
+        super().__init__(spec, respond=lambda name, req: f"{name}: {draw(req).randrange(10**6)} The answer is (A)", **kwargs)
+
+    def _generate(self, requests):
+        for item in super()._generate(requests):
+            time.sleep(0.02)
+            yield item
+
+
+EXPERTS = {name: expert(name) for name in ("a", "b", "c")}
+
+
+def stage_calls(n=60):
+    params = SamplingParams(temperature=0.7, max_tokens=32, seed=0)
+    return [Call(i, "abc"[i % 3] if i % 4 else "a", GenerationRequest.user(f"question {i}", params)) for i in range(n)]
+
+
+def ray_scheduler(tmp_path, workers=2):
+    from symoe_eval.workers import RayScheduler
+
+    return RayScheduler(EXPERTS, SlowFake, {"batch_size": 4}, cache_dir=tmp_path / "cache", workers=workers,
+                        max_loaded=1, progress=False)
+
+
+def in_process(calls):
+    with Scheduler(lambda name: SlowFake(EXPERTS[name], batch_size=4), max_loaded=1, progress=False) as scheduler:
+        return {k: c.text for k, c in scheduler.run("s", calls).items()}
+
+
+def test_workers_give_the_same_answers_and_split_the_loads(tmp_path):
+    calls = stage_calls()
+    with ray_scheduler(tmp_path) as scheduler:
+        out = {k: c.text for k, c in scheduler.run("experts", calls).items()}
+        summary = scheduler.summary()
+    assert out == in_process(calls)
+    workers = summary["workers"]
+    assert len(workers) == 2 and all(w["calls"] > 0 for w in workers)  # both worked
+    assert sum(w["calls"] for w in workers) == len(calls)
+    assert summary["total_loads"] <= 3 + 2  # distinct models plus at most a split per extra worker
+    assert {s["name"] for s in summary["stages"]} == {"experts"}
+
+
+def test_a_worker_killed_mid_stage_loses_nothing(tmp_path, caplog):
+    import ray
+
+    calls = stage_calls()
+    with ray_scheduler(tmp_path) as scheduler:
+        victim = ray.get(scheduler.workers[0].actor.pid.remote())
+        threading.Timer(0.4, os.kill, (victim, signal.SIGKILL)).start()
+        with caplog.at_level("WARNING"):
+            out = {k: c.text for k, c in scheduler.run("experts", calls).items()}
+        summary = scheduler.summary()
+    assert out == in_process(calls)
+    assert any("died running" in r.getMessage() for r in caplog.records)
+    assert summary["workers"][0]["restarts"] == 1
+    lines = [json.loads(line) for f in (tmp_path / "cache").glob("*.jsonl") for line in open(f)]
+    assert len(lines) == len({row["key"] for row in lines}) == len(calls)  # each generation written once
+
+
+def test_cached_calls_never_reach_a_worker(tmp_path):
+    calls = stage_calls(12)
+    with ray_scheduler(tmp_path) as scheduler:
+        first = scheduler.run("s", calls)
+    with ray_scheduler(tmp_path) as scheduler:
+        again = scheduler.run("s", calls)
+        summary = scheduler.summary()
+    assert {k: c.text for k, c in again.items()} == {k: c.text for k, c in first.items()}
+    assert summary["total_loads"] == 0 and sum(w["calls"] for w in summary["workers"]) == 0
+
+
+def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
+    """workers=2 in model_args: the same final texts as in process, and per-worker cost in the summary."""
+    from lm_eval.api.instance import Instance
+
+    from symoe_eval.models.moa import MixtureOfAgents
+
+    monkeypatch.setitem(ENGINES, "slowfake", SlowFake)
+    kwargs = {"until": [], "temperature": 0.7, "max_gen_toks": 32}
+    requests = [Instance("generate_until", {"question": f"Q{i}? The options are: (A) x (B) y"}, (f"Question: Q{i}?", kwargs), i,
+                         metadata=("symoe_gpqa", i, 1)) for i in range(6)]
+
+    def run(workers):
+        log_dir = tmp_path / f"w{workers}"
+        lm = MixtureOfAgents(pool="tiny-cpu", engine="slowfake", layers=2, proposers="smollm2-135m|qwen2.5-coder-0.5b",
+                             aggregator="qwen2.5-coder-0.5b", cache_dir="none", log_dir=str(log_dir), workers=workers)
+        out = lm.generate_until(requests, disable_tqdm=True)
+        return out, json.loads(next(log_dir.glob("routing_summary_*.json")).read_text())
+
+    (alone, _), (spread, summary) = run(1), run(2)
+    assert spread == alone
+    assert len(summary["workers"]) == 2 and sum(w["calls"] for w in summary["workers"]) == 6 * 2 * 2 + 6
+    assert [s["name"] for s in summary["stages"]] == ["layer 1", "layer 2", "aggregation"]

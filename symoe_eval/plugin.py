@@ -21,6 +21,28 @@ MODELS = {
 }
 
 
+def one_line_errors() -> None:
+    """Under stock ``lm_eval``, our errors end the run as one line, as under ``symoe-eval``
+    (``SYMOE_EVAL_DEBUG=1`` keeps the traceback)."""
+    import os
+    import sys
+
+    previous = sys.excepthook
+    if getattr(previous, "_symoe", False) or os.environ.get("SYMOE_EVAL_DEBUG"):
+        return
+
+    def hook(kind, error, trace):
+        from symoe_eval.errors import SymoeError
+
+        if isinstance(error, SymoeError):
+            print(f"error: {error}", file=sys.stderr)
+        else:
+            previous(kind, error, trace)
+
+    hook._symoe = True
+    sys.excepthook = hook
+
+
 def on_registry_imported(registry_module) -> None:
     # lm-eval fills its registry with its built-in models only when the registry is empty at the
     # first lookup; registering ours first would hide `hf`, `vllm`, ... So fill it first.
@@ -29,6 +51,7 @@ def on_registry_imported(registry_module) -> None:
     for name, target in MODELS.items():
         if name not in registry_module.model_registry:
             registry_module.model_registry.register(name, target=target)
+    one_line_errors()
 
 
 def on_task_manager_imported(manager_module) -> None:

@@ -6,6 +6,7 @@ expert's own chat template, and only ``generate_until`` is supported.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from typing import Any
 
@@ -14,7 +15,11 @@ from lm_eval.api.model import LM
 
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.context import RunContext
+from symoe_eval.models.evaluation import encode_chat, evaluation_argument, split_context
 from symoe_eval.registry import Pool
+
+
+log = logging.getLogger(__name__)
 
 
 class SymoeLM(LM):
@@ -26,7 +31,7 @@ class SymoeLM(LM):
         pool: str | None = None,
         engine: str = "auto",
         cache_dir: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         temperature: float | None = None,
         max_gen_toks: int | None = None,
         batch_size: int | str = 8,
@@ -41,6 +46,11 @@ class SymoeLM(LM):
         ignored = {k: v for k, v in unused.items() if k not in ("max_batch_size",)}
         if ignored:
             raise SymoeError(f"{type(self).__name__}: unknown model_args {', '.join(sorted(ignored))}")
+        if seed is None:  # follow lm-eval's --seed (its random_seed), as its own models do
+            seed = evaluation_argument("random_seed", 0) or 0
+        if evaluation_argument("num_fewshot"):
+            log.warning("%s runs zero-shot (the paper's setting): --num_fewshot %s is ignored by symoe_* tasks, "
+                        "which pin num_fewshot: 0", type(self).__name__, evaluation_argument("num_fewshot"))
         self.context = RunContext.create(pool, engine, cache_dir, seed, temperature, max_gen_toks, batch_size, device,
                                          max_loaded, workers, ray_address, gpus_per_worker)
         self.pool: Pool = self.context.pool
@@ -57,6 +67,24 @@ class SymoeLM(LM):
             out.append(seen[key])
             seen[key] += 1
         return out
+
+    # ------------------------------------------------------------------ chat templates
+
+    @property
+    def tokenizer_name(self) -> str:
+        """Fingerprints lm-eval's request cache; every expert applies its own template."""
+        return f"symoe-eval-{type(self).__name__}-{self.pool.name}"
+
+    def chat_template(self, chat_template: bool | str = False) -> str | None:
+        return "each expert's own" if chat_template else None
+
+    def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+        """Keep the history as messages (``--apply_chat_template``), not one model's formatted text."""
+        return encode_chat(chat_history)
+
+    def split(self, context: str):
+        """(messages before the question, the question's text) of a request's context."""
+        return split_context(context, evaluation_argument("system_instruction"))
 
     # lm-eval's likelihood API does not apply: experts are chat models sampled for reasoning.
     def loglikelihood(self, requests, disable_tqdm: bool = False):

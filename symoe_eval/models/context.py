@@ -119,8 +119,9 @@ class RunContext:
         return replace(params, max_tokens=max_tokens) if max_tokens else params
 
     def request(self, expert: str, prompt: str, gen_kwargs: dict | None, sample: int,
-                max_tokens: int | None = None) -> GenerationRequest:
-        return GenerationRequest.user(prompt, self.sampling(expert, gen_kwargs, max_tokens), sample)
+                max_tokens: int | None = None, prefix: tuple = ()) -> GenerationRequest:
+        """``prefix``: messages before the user turn (a system message, few-shot turns)."""
+        return GenerationRequest((*prefix, ("user", prompt)), self.sampling(expert, gen_kwargs, max_tokens), sample)
 
     def token_counter(self, expert: str) -> ChatTokens:
         """The expert's tokenizer (loaded alone, without the model), kept for the run."""
@@ -130,7 +131,7 @@ class RunContext:
 
     def synthesis_request(self, expert: str, prompt: str, responses: Sequence[str], gen_kwargs: dict | None, sample: int,
                           max_tokens: int | None = None, build: Callable[[str, list[str]], str] = aggregate_prompt,
-                          where: str = "") -> GenerationRequest:
+                          where: str = "", system: tuple = ()) -> GenerationRequest:
         """A prompt quoting ``responses`` (the aggregate-and-synthesize prompt by default), fitted
         to the reader's context with its own tokenizer (see ``fit_prompt``); cuts are counted."""
         params = self.sampling(expert, gen_kwargs, max_tokens)
@@ -141,4 +142,4 @@ class RunContext:
             self.truncated_questions += fitted.question_cut
             log.warning("%s: cut %d response(s)%s to fit %s's context of %d prompt tokens", where or "prompt",
                         fitted.responses_cut, " and the question's middle" if fitted.question_cut else "", expert, room)
-        return GenerationRequest.user(fitted.prompt, params, sample)
+        return GenerationRequest((*system, ("user", fitted.prompt)), params, sample)

@@ -26,9 +26,14 @@ class Question:
     task: str
     doc_id: int
     repeat: int
-    prompt: str
-    text: str
+    prompt: str  # the task's prompt: the user turn
+    text: str  # the raw question
     gen_kwargs: dict
+    prefix: tuple = ()  # messages before the user turn (system instruction, few-shot turns)
+
+    @property
+    def system(self) -> tuple:
+        return tuple(m for m in self.prefix if m[0] == "system")
 
     @property
     def key(self) -> tuple:
@@ -58,7 +63,8 @@ class StagedLM(SymoeLM):
             doc = req.doc or {}
             if "question" not in doc:
                 raise SymoeError(f"task {req.task_name} docs carry no 'question' field; {self.method} needs the raw question")
-            out.append(Question(req.task_name, req.doc_id, repeat, req.args[0], doc["question"], dict(req.args[1])))
+            prefix, prompt = self.split(req.args[0])
+            out.append(Question(req.task_name, req.doc_id, repeat, prompt, doc["question"], dict(req.args[1]), prefix))
         return out
 
     def task_profiles(self, tasks: Sequence[str], required: bool = True) -> dict[str, TaskProfile]:
@@ -88,7 +94,7 @@ class StagedLM(SymoeLM):
     # ------------------------------------------------------------------ requests
 
     def request(self, expert: str, q: Question, prompt: str, sample: int, max_tokens: int | None = None) -> GenerationRequest:
-        return self.context.request(expert, prompt, q.gen_kwargs, sample, max_tokens)
+        return self.context.request(expert, prompt, q.gen_kwargs, sample, max_tokens, q.prefix)
 
     def synthesis_request(self, expert: str, q: Question, responses: Sequence[str], sample: int,
                           max_tokens: int | None = None,
@@ -96,7 +102,7 @@ class StagedLM(SymoeLM):
         """A prompt that quotes ``responses`` (by default the aggregate-and-synthesize prompt),
         fitted to the reader's context (see ``RunContext.synthesis_request``)."""
         return self.context.synthesis_request(expert, q.prompt, responses, q.gen_kwargs, sample, max_tokens, build,
-                                              where=f"{q.task} doc {q.doc_id}")
+                                              where=f"{q.task} doc {q.doc_id}", system=q.system)
 
     # ------------------------------------------------------------------ running
 

@@ -1,0 +1,79 @@
+"""Stock lm-eval flags through simple_evaluate (fake engines) and the stock CLI."""
+
+import lm_eval
+import pytest
+
+import symoe_eval.models.context as context
+from conftest import run_cli
+from fakes import FakeEngine
+from symoe_eval import plugin
+from symoe_eval.models.expert import ExpertLM
+
+
+@pytest.fixture
+def seen(monkeypatch):
+    """Every request the fake experts receive."""
+    plugin.activate()
+    requests = []
+
+    def respond(name, request):
+        requests.append(request)
+        return "The answer is (A)"
+
+    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond))
+    return requests
+
+
+def evaluate(**flags):
+    lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none") if "model" not in flags else flags.pop("model")
+    return lm_eval.simple_evaluate(model=lm, tasks=["symoe_demo"], limit=2, **flags)
+
+
+def test_apply_chat_template_keeps_messages_and_the_system_instruction(seen):
+    evaluate(apply_chat_template=True, system_instruction="Answer like a careful doctor.")
+    messages = seen[0].messages
+    assert messages[0] == ("system", "Answer like a careful doctor.")
+    assert messages[-1][0] == "user" and messages[-1][1].startswith("Question: ")
+
+
+def test_system_instruction_without_chat_template_is_a_system_message_too(seen):
+    evaluate(system_instruction="Be brief.")
+    assert seen[0].messages[0] == ("system", "Be brief.") and seen[0].messages[-1][1].startswith("Question: ")
+
+
+def test_lm_eval_seed_is_followed_unless_model_args_set_one(seen, monkeypatch):
+    def seeds(random_seed, **model_args):
+        seen.clear()
+        lm = lm_eval.simple_evaluate(model="symoe_expert", model_args={"pool": "tiny-cpu", "expert": "smollm2-135m",
+                                                                        "cache_dir": "none", **model_args},
+                                     tasks=["symoe_demo"], limit=2, random_seed=random_seed)
+        return [r.params.seed for r in seen], lm["config"]
+
+    one, _ = seeds(1)
+    two, _ = seeds(2)
+    pinned, _ = seeds(2, seed=1)
+    assert set(one) == {1} and set(two) == {2} and set(pinned) == {1}
+
+
+def test_num_fewshot_is_refused_in_one_warning(seen, caplog):
+    with caplog.at_level("WARNING"):
+        try:
+            lm_eval.simple_evaluate(model="symoe_expert", model_args={"pool": "tiny-cpu", "expert": "smollm2-135m",
+                                                                      "cache_dir": "none"},
+                                    tasks=["symoe_demo"], limit=1, num_fewshot=2)
+        except Exception:
+            pass  # lm-eval may refuse the shots itself; our warning comes first, when it builds the model
+    said = [r.getMessage() for r in caplog.records if "num_fewshot" in r.getMessage() and "zero-shot" in r.getMessage()]
+    assert said == ["ExpertLM runs zero-shot (the paper's setting): --num_fewshot 2 is ignored by symoe_* tasks, "
+                    "which pin num_fewshot: 0"]
+
+
+def test_stock_lm_eval_shows_our_errors_in_one_line(tmp_path):
+    done = run_cli(["lm_eval", "--model", "symoe", "--model_args", "pool=tiny-cpu,k=abc", "--tasks", "symoe_demo",
+                    "--limit", "1"], cwd=tmp_path)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == "error: model_args k=abc: expected an integer >= 1"
+    assert "Traceback" not in done.stderr
+    debug = run_cli(["lm_eval", "--model", "symoe", "--model_args", "pool=tiny-cpu,k=abc", "--tasks", "symoe_demo",
+                     "--limit", "1"], cwd=tmp_path, env_extra={"SYMOE_EVAL_DEBUG": "1"})
+    assert "Traceback" in debug.stderr

@@ -72,7 +72,7 @@ def cmd_profile(args) -> int:
         args.pool, args.task, limit=args.limit, data_dir=args.data_dir, profiles_root=args.profiles,
         cache_dir=args.cache_dir, engine=args.engine, max_gen_toks=args.max_gen_toks,
         samples=args.samples, seed=args.seed, batch_size=args.batch_size, workers=args.workers,
-        ray_address=args.ray_address,
+        ray_address=args.ray_address, include_path=args.include_path, split=args.split, question_field=args.question_field,
     )
     print((folder / "report.md").read_text())
     print(f"profile written to {folder}")
@@ -120,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--samples", type=int, default=1, help="answers per expert and question")
     profile.add_argument("--seed", type=int, default=0)
     profile.add_argument("--batch-size", type=int, default=8)
+    profile.add_argument("--include_path", "--include-path", help="a folder of task YAMLs (as lm_eval's --include_path)")
+    profile.add_argument("--split", help="profile on this split (default: the task's validation, else train split)")
+    profile.add_argument("--question-field", help="doc field with the raw question (default: question, else the prompt)")
     profile.add_argument("--workers", type=int, default=1, help="Ray actors running model groups (default: in process)")
     profile.add_argument("--ray-address", help="join a running Ray cluster, e.g. auto")
     profile.set_defaults(func=cmd_profile)

@@ -16,11 +16,12 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import jsonlines
 
 from symoe_eval import paths
-from symoe_eval.answers import extract_answer, grade
+from symoe_eval.answers import extract_answer
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.context import RunContext
 from symoe_eval.profiles import (
@@ -42,37 +43,76 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ValidationSet:
+    """The docs a profile is built on, their prompts as lm-eval renders them, the raw questions
+    the keyword model reads, and the task's own grading."""
+
     task: str
     docs: list[dict]
     prompts: list[str]
+    questions: list[str]
     gen_kwargs: dict
+    grader: Callable[[dict, str], bool]
 
     def grade(self, index: int, text: str) -> bool:
-        doc = self.docs[index]
-        return grade(text, doc["question"], doc["gold_answer"])
+        return self.grader(self.docs[index], text)
 
     @property
     def split_hash(self) -> str:
-        payload = json.dumps([[d["question"], d["gold_answer"]] for d in self.docs])
+        payload = json.dumps([[q, str(d.get("gold_answer", d))] for q, d in zip(self.questions, self.docs)], default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def load_validation(task: str, limit: int | None, data_dir: str | None) -> ValidationSet:
-    """The ``<task>_val`` docs and prompts exactly as lm-eval renders them."""
+def task_grader(task) -> Callable[[dict, str], bool]:
+    """Right or wrong as lm-eval scores the task: its first filter, then its ``process_results``
+    (``exact_match`` if reported, else its first metric), a value above 0 being right."""
+    from lm_eval.api.instance import Instance
+
+    ensemble = task._filters[0]  # lm-eval keeps a task's filter pipelines here; there is no public accessor
+
+    def grade(doc: dict, text: str) -> bool:
+        instance = Instance("generate_until", doc, ("", {}), 0)
+        instance.resps = [text]
+        ensemble.apply([instance])
+        metrics = task.process_results(doc, [instance.filtered_resps[ensemble.name]])
+        return float(metrics.get("exact_match", next(iter(metrics.values())))) > 0
+
+    return grade
+
+
+def profiled_docs(task, split: str | None, twin: bool) -> list[dict]:
+    """A ``_val`` twin's test docs; else the named split, the validation split or the train split."""
+    if twin:
+        return list(task.test_docs())
+    if split:
+        if split not in (task.dataset or {}):
+            raise SymoeError(f"task {task.config.task} has no split '{split}' (it has: {', '.join(task.dataset or [])})")
+        return list(task.dataset[split])
+    for has, docs in ((task.has_validation_docs, task.validation_docs), (task.has_training_docs, task.training_docs)):
+        if has():
+            return list(docs())
+    raise SymoeError(f"task {task.config.task} has no validation or training split; name one with --split")
+
+
+def load_validation(task: str, limit: int | None, data_dir: str | None, include_path: str | None = None,
+                    split: str | None = None, question_field: str | None = None) -> ValidationSet:
+    """The docs to profile ``task`` on: its ``<task>_val`` twin (ours), or the task itself from
+    lm-eval or ``include_path`` on a validation/training split, prompts rendered by lm-eval."""
     from symoe_eval import plugin
 
     plugin.activate()
     from lm_eval.tasks import TaskManager
 
-    val_task = f"{base_task(task)}_val"
-    manager = TaskManager(metadata={"data_dir": data_dir} if data_dir else None)
-    if val_task not in manager.all_tasks:
-        raise SymoeError(f"no validation task {val_task} for '{task}'; profile one of the symoe_* tasks")
-    loaded = manager.load([val_task])["tasks"][val_task]
-    docs = list(loaded.test_docs())[: limit or None]
-    return ValidationSet(
-        base_task(task), docs, [loaded.doc_to_text(d) for d in docs], dict(loaded.config.generation_kwargs or {})
-    )
+    manager = TaskManager(include_path=include_path, metadata={"data_dir": data_dir} if data_dir else None)
+    twin = f"{base_task(task)}_val" in manager.all_tasks and not split
+    name = f"{base_task(task)}_val" if twin else task
+    if name not in manager.all_tasks:
+        raise SymoeError(f"unknown task '{task}'; pass --include_path for a task of your own")
+    loaded = manager.load([name])["tasks"][name]
+    docs = profiled_docs(loaded, split, twin)[: limit or None]
+    prompts = [loaded.doc_to_text(d) for d in docs]
+    questions = [str(d.get(question_field or "question", p)) for d, p in zip(docs, prompts)]
+    return ValidationSet(base_task(task) if twin else task, docs, prompts, questions,
+                         dict(loaded.config.generation_kwargs or {}), task_grader(loaded))
 
 
 @dataclass
@@ -124,17 +164,17 @@ def build_profile(pool: str, task: str, limit: int | None = None, data_dir: str 
                   profiles_root: str | None = None, cache_dir: str | None = None, engine: str = "auto",
                   max_gen_toks: int | None = None, samples: int = 1, seed: int = 0, batch_size: int = 8,
                   max_loaded: int | None = None, progress: bool = True, workers: int = 1,
-                  ray_address: str | None = None) -> Path:
+                  ray_address: str | None = None, include_path: str | None = None, split: str | None = None,
+                  question_field: str | None = None) -> Path:
     """Profile ``task`` on ``pool`` and write the profile, its report and its annotations."""
     context = RunContext.create(pool, engine, cache_dir, seed, None, max_gen_toks, batch_size, None, max_loaded,
                                 workers, ray_address)
     keyword_model = context.pool.keyword_model()
-    val = load_validation(task, limit, data_dir)
+    val = load_validation(task, limit, data_dir, include_path, split, question_field)
     with context.scheduler(progress) as scheduler:
-        keywords = annotate(scheduler, keyword_model, [d["question"] for d in val.docs], seed,
-                            later=list(context.pool.experts))
+        keywords = annotate(scheduler, keyword_model, val.questions, seed, later=list(context.pool.experts))
         answers = answer_validation(context, scheduler, val, samples)
-        question_keywords = [keywords[d["question"]] for d in val.docs]
+        question_keywords = [keywords[q] for q in val.questions]
         profiles = build_expert_profiles(question_keywords, answers.correct(len(val.docs)))
         items = build_aggregation_set(answers.pooled(len(val.docs)), seed)
         scores, choice = score_aggregators(context, scheduler, val, items, profiles, samples)
@@ -163,7 +203,8 @@ def write_annotations(path: Path, val: ValidationSet, question_keywords: list[li
     with jsonlines.open(path, mode="w") as writer:
         for i, doc in enumerate(val.docs):
             writer.write({
-                "index": i, "gold_answer": doc["gold_answer"], "keywords": question_keywords[i],
-                "answers": {e: [extract_answer(answers.graded[(e, i, s)][0], doc["question"]) for s in range(answers.samples)]
+                "index": i, "gold_answer": doc.get("gold_answer"), "keywords": question_keywords[i],
+                "answers": {e: [extract_answer(answers.graded[(e, i, s)][0], val.questions[i]) for s in range(answers.samples)]
                             for e in answers.experts},
+                "right": {e: [answers.graded[(e, i, s)][1] for s in range(answers.samples)] for e in answers.experts},
             })

@@ -50,21 +50,21 @@ def parse_names(value: str | None) -> list[str]:
 class StagedLM(SymoeLM):
     method = "staged"
 
-    def __init__(self, profiles: str | None = None, log_dir: str | None = None, **kwargs):
+    def __init__(self, profiles: str | None = None, log_dir: str | None = None, question_field: str = "question",
+                 **kwargs):
         super().__init__(**kwargs)
         self.profiles_root = profiles or str(profiles_root())
         self.log_dir = log_dir
+        self.question_field = question_field
 
     # ------------------------------------------------------------------ inputs
 
     def questions(self, requests) -> list[Question]:
         out = []
         for req, repeat in zip(requests, self.sample_indices(requests)):
-            doc = req.doc or {}
-            if "question" not in doc:
-                raise SymoeError(f"task {req.task_name} docs carry no 'question' field; {self.method} needs the raw question")
             prefix, prompt = self.split(req.args[0])
-            out.append(Question(req.task_name, req.doc_id, repeat, prompt, doc["question"], dict(req.args[1]), prefix))
+            text = str((req.doc or {}).get(self.question_field, prompt))  # the raw question, else the prompt
+            out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, dict(req.args[1]), prefix))
         return out
 
     def task_profiles(self, tasks: Sequence[str], required: bool = True) -> dict[str, TaskProfile]:

@@ -2,7 +2,7 @@
 
 ``symoe_eval.pth`` (installed next to site-packages) imports this module in every Python
 process. It must stay stdlib-only and cheap: it only puts one finder on ``sys.meta_path`` that
-watches for two lm-eval modules and, once each has been executed, calls
+watches for three lm-eval modules and, once each has been executed, calls
 :mod:`symoe_eval.plugin` to register our models and task folder. Nothing of lm-eval or
 symoe-eval's heavy code is imported by programs that never import lm-eval.
 """
@@ -16,6 +16,7 @@ import sys
 WATCHED = {
     "lm_eval.api.registry": "on_registry_imported",
     "lm_eval.tasks.manager": "on_task_manager_imported",
+    "lm_eval.loggers.evaluation_tracker": "on_tracker_imported",
 }
 
 

@@ -51,7 +51,54 @@ def on_registry_imported(registry_module) -> None:
     for name, target in MODELS.items():
         if name not in registry_module.model_registry:
             registry_module.model_registry.register(name, target=target)
+    register_filters(registry_module)
     one_line_errors()
+
+
+def register_filters(registry_module) -> None:
+    """Our answer filters by name (``function: symoe_extract``), so a results file records a
+    stable name instead of ``<function filter_extract at 0x...>``."""
+    from lm_eval.api.filter import Filter
+
+    from symoe_eval.answers import filter_extract, filter_vote
+
+    for name, fn in (("symoe_extract", filter_extract), ("symoe_vote", filter_vote)):
+        if name not in registry_module.filter_registry:
+            cls = type(name, (Filter,), {"apply": lambda self, resps, docs, fn=fn: fn(resps, docs),
+                                          "__doc__": fn.__doc__})
+            registry_module.filter_registry.register(name)(cls)
+
+
+def run_name(model_source: str, model_args) -> str | None:
+    """``symoe-tiny-cpu``, ``symoe_expert-tiny-cpu-smollm2-135m``, ...: what a run of ours is, for
+    lm-eval's output folder and model_name (it would otherwise pick a random id)."""
+    if model_source not in MODELS:
+        return None
+    if isinstance(model_args, str):
+        model_args = dict(kv.split("=", 1) for kv in model_args.split(",") if "=" in kv)
+    args = model_args or {}
+    pool = str(args.get("pool", "default")).rsplit("/", 1)[-1].removesuffix(".yaml")
+    parts = [model_source, pool, args.get("expert"), args.get("routing")]
+    parts += [f"{key}{args[key]}" for key in ("layers", "rounds", "k") if key in args]
+    return "-".join(str(p) for p in parts if p)
+
+
+def on_tracker_imported(tracker_module) -> None:
+    cls = tracker_module.GeneralConfigTracker
+    original = cls.log_experiment_args
+    if getattr(original, "_symoe_patched", False):
+        return
+
+    @functools.wraps(original)
+    def log_experiment_args(self, model_source, model_args, *args, **kwargs):
+        original(self, model_source, model_args, *args, **kwargs)
+        name = run_name(model_source, model_args)
+        if name:
+            self.model_name = name
+            self.model_name_sanitized = tracker_module.sanitize_model_name(name)
+
+    log_experiment_args._symoe_patched = True
+    cls.log_experiment_args = log_experiment_args
 
 
 def on_task_manager_imported(manager_module) -> None:
@@ -79,7 +126,9 @@ def on_task_manager_imported(manager_module) -> None:
 def activate() -> None:
     """Register everything now, without relying on the .pth start-up hook."""
     import lm_eval.api.registry
+    import lm_eval.loggers.evaluation_tracker
     import lm_eval.tasks.manager
 
     on_registry_imported(lm_eval.api.registry)
     on_task_manager_imported(lm_eval.tasks.manager)
+    on_tracker_imported(lm_eval.loggers.evaluation_tracker)

@@ -1,5 +1,7 @@
 """Stock lm-eval flags through simple_evaluate (fake engines) and the stock CLI."""
 
+import json
+
 import lm_eval
 import pytest
 
@@ -77,3 +79,21 @@ def test_stock_lm_eval_shows_our_errors_in_one_line(tmp_path):
     debug = run_cli(["lm_eval", "--model", "symoe", "--model_args", "pool=tiny-cpu,k=abc", "--tasks", "symoe_demo",
                      "--limit", "1"], cwd=tmp_path, env_extra={"SYMOE_EVAL_DEBUG": "1"})
     assert "Traceback" in debug.stderr
+
+
+def test_runs_are_named_by_method_pool_and_expert():
+    from lm_eval.loggers.evaluation_tracker import GeneralConfigTracker
+
+    plugin.activate()
+    tracker = GeneralConfigTracker()
+    tracker.log_experiment_args("symoe_expert", "pool=tiny-cpu,expert=smollm2-135m,cache_dir=/x", None, None, False)
+    assert tracker.model_name == "symoe_expert-tiny-cpu-smollm2-135m"
+    tracker.log_experiment_args("moa", {"pool": "tiny-cpu", "layers": 3}, None, None, False)
+    assert tracker.model_name == "moa-tiny-cpu-layers3"
+    tracker.log_experiment_args("hf", "pretrained=org/model", None, None, False)
+    assert tracker.model_name == "org/model"  # lm-eval's own models keep lm-eval's naming
+
+
+def test_results_record_our_filters_by_a_stable_name(seen):
+    config = json.dumps(evaluate()["configs"]["symoe_demo"]["filter_list"])
+    assert "symoe_extract" in config and " at 0x" not in config

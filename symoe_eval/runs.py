@@ -132,15 +132,21 @@ def _summary_for(results_path: Path, model: str, digest: str) -> dict | None:
     return None
 
 
-def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None) -> Run:
-    """A results file, or a folder holding one lm-eval run (the newest if it holds several).
+def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None,
+             pick: str | None = None) -> Run:
+    """A results file, or a folder holding one lm-eval run; a folder of several needs ``pick`` (a
+    substring of one results file's path, e.g. its timestamp) and otherwise lists them.
     Each task is scored by its own metric and filter unless ``metric`` / ``filter_name`` say."""
     path = Path(path)
     if path.is_dir():
-        found = sorted(path.rglob("results_*.json"))
+        found = sorted(p for p in path.rglob("results_*.json") if not pick or pick in str(p))
         if not found:
-            raise SymoeError(f"no lm-eval results_*.json under {path}; run lm_eval with --output_path {path}")
-        path = found[-1]
+            raise SymoeError(f"no lm-eval results_*.json under {path}{f' matching {pick!r}' if pick else ''}; "
+                             f"run lm_eval with --output_path {path}")
+        if len(found) > 1:
+            listed = "; ".join(str(p.relative_to(path)) for p in found)
+            raise SymoeError(f"{path} holds {len(found)} runs ({listed}); choose one with --pick TEXT or give its results file")
+        path = found[0]
     if not path.is_file():
         raise SymoeError(f"{path} does not exist")
     try:

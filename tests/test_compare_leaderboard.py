@@ -194,3 +194,12 @@ def test_compare_cli_on_builtin_shaped_runs(builtin_runs, tmp_path):
     assert json.loads(done.stdout)["paired_docs"] == 7
     done = run_cli(["symoe", "compare", str(a), str(b), "--filter", "answer"], cwd=tmp_path)
     assert done.returncode != 0 and "no scored documents" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_folder_of_several_runs_is_listed_not_silently_resolved(tmp_path):
+    folder = tmp_path / "out" / "model_dir"
+    write_run(tmp_path, "x", {}, {"symoe_gpqa": [1.0, 0.0]}, stamp="2026-11-25T10-00-00.000001", folder=folder)
+    write_run(tmp_path, "y", {}, {"symoe_gpqa": [0.0, 0.0]}, stamp="2026-11-25T11-00-00.000001", folder=folder)
+    with pytest.raises(SymoeError, match="holds 2 runs .*results_2026-11-25T10-00-00.000001.json.*--pick"):
+        load_run(tmp_path / "out")
+    assert load_run(tmp_path / "out", pick="T11-00").stamp == "2026-11-25T11-00-00.000001"

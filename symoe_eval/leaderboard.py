@@ -23,6 +23,25 @@ from symoe_eval.stats import accuracy_ci, holm, mcnemar_exact
 ALPHA = 0.05
 
 
+# What the method needs (as a cold cache would run it), then what this run happened to compute.
+COST_COLUMNS = {"models_used": "models used", "calls": "calls", "tokens": "tokens (cold cache)",
+                "loads": "loads (this run)", "generated": "generated tokens (this run)", "wall_s": "wall time (s)"}
+
+
+def method_work(summary: dict | None) -> dict:
+    """Cost columns from a run summary: a cached call still counts as the method's work."""
+    if not summary:
+        return {key: None for key in COST_COLUMNS if key != "wall_s"}
+    models = summary.get("models", {}).values()
+    return {
+        "models_used": sum(1 for m in models if m.get("calls", 0) + m.get("cached_calls", 0)),
+        "calls": sum(m.get("calls", 0) + m.get("cached_calls", 0) for m in models),
+        "tokens": sum(m.get("generated_tokens", 0) + m.get("cached_tokens", 0) for m in models),
+        "loads": summary.get("total_loads"),
+        "generated": sum(m.get("generated_tokens", 0) for m in models),
+    }
+
+
 def _accuracy(run: Run, task: str) -> tuple[float, float, float, int]:
     scores = list(run.tasks[task].scores.values())
     low, high = accuracy_ci(scores)
@@ -65,8 +84,7 @@ def build_table(runs: list[Run], baseline: str | None = None) -> tuple[list[str]
             "cells": cells,
             "marks": marks,
             "macro": float(np.mean([c[0] for c in cells.values()])) if cells else float("nan"),
-            "loads": summary.get("total_loads"),
-            "tokens": sum(m.get("generated_tokens", 0) for m in summary.get("models", {}).values()) if summary else None,
+            **method_work(summary),
             "wall_s": run.wall_seconds,
             "run_obj": run,
         })
@@ -93,7 +111,7 @@ def _cell(row: dict, task: str, usual_n: int | None = None) -> str:
 def render_markdown(tasks: list[str], rows: list[dict], note: str = "") -> str:
     usual = column_sizes(rows)
     sizes = sorted({c[3] for r in rows for c in r["cells"].values()})
-    head = ["run", *tasks, "macro avg", "model loads", "generated tokens", "wall time (s)"]
+    head = ["run", *tasks, "macro avg", *COST_COLUMNS.values()]
     lines = [
         f"Accuracy (exact match) with 95% Wilson CI; n per task: {', '.join(map(str, sizes))}. "
         "+ / - : significantly better / worse than the baseline (paired exact McNemar, Holm, alpha 0.05). "
@@ -103,8 +121,7 @@ def render_markdown(tasks: list[str], rows: list[dict], note: str = "") -> str:
         lines.append(note)
     lines += ["", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for r in rows:
-        cost = [str(r["loads"] if r["loads"] is not None else "-"), str(r["tokens"] if r["tokens"] is not None else "-"),
-                f"{r['wall_s']:.0f}" if r["wall_s"] is not None else "-"]
+        cost = ["-" if r[key] is None else f"{r[key]:.0f}" for key in COST_COLUMNS]
         lines.append("| " + " | ".join([r["run"], *(_cell(r, t, usual.get(t)) for t in tasks), f"{r['macro']:.1%}", *cost]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -113,13 +130,13 @@ def write_csv(path: Path, tasks: list[str], rows: list[dict]) -> None:
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["run", *(f"{t}{s}" for t in tasks for s in ("", "_ci_low", "_ci_high", "_n", "_mark")),
-                         "macro_avg", "model_loads", "generated_tokens", "wall_seconds"])
+                         "macro_avg", *COST_COLUMNS])
         for r in rows:
             values = []
             for t in tasks:
                 acc, low, high, n = r["cells"].get(t, (None, None, None, None))
                 values += [acc, low, high, n, r["marks"].get(t, "")]
-            writer.writerow([r["run"], *values, r["macro"], r["loads"], r["tokens"], r["wall_s"]])
+            writer.writerow([r["run"], *values, r["macro"], *(r[key] for key in COST_COLUMNS)])
 
 
 def plot_accuracy(path: Path, tasks: list[str], rows: list[dict]) -> None:

@@ -152,6 +152,7 @@ class Scheduler:
                 "loads": e.stats.loads,
                 "calls": e.stats.calls,
                 "cached_calls": e.stats.cached_calls,
+                "cached_tokens": e.stats.cached_tokens,
                 "generated_tokens": e.stats.generated_tokens,
                 "load_seconds": round(e.stats.load_seconds, 2),
                 "generate_seconds": round(e.stats.generate_seconds, 2),

@@ -105,12 +105,14 @@ class RayScheduler(Scheduler):
     def _serve_from_cache(self, calls: Sequence[Call]) -> tuple[dict, list[Chunk]]:
         results, pending = {}, {}
         for i, call in enumerate(calls):
-            stats = self.model_stats.setdefault(call.expert, {"calls": 0, "cached_calls": 0, "generated_tokens": 0})
+            stats = self.model_stats.setdefault(call.expert, {"calls": 0, "cached_calls": 0, "cached_tokens": 0,
+                                                              "generated_tokens": 0})
             hit = self.cache.get(call.expert, request_key(self.experts[call.expert], call.request)) if self.cache else None
             if hit is None:
                 pending.setdefault(call.expert, []).append(i)
             else:
                 stats["cached_calls"] += 1
+                stats["cached_tokens"] += hit.num_tokens
                 results[call.key] = hit
         requests = [c.request for c in calls]
         chunks = [c for model, idx in pending.items() for c in make_chunks(model, idx, requests, self.chunk_size)]
@@ -190,6 +192,7 @@ class RayScheduler(Scheduler):
     def summary(self) -> dict:
         wall = sum(s.seconds for s in self.stages)
         models = {name: {"loads": s.get("loads", 0), "calls": s["calls"], "cached_calls": s["cached_calls"],
+                         "cached_tokens": s["cached_tokens"],
                          "generated_tokens": s["generated_tokens"], "load_seconds": round(s.get("load_seconds", 0), 2),
                          "generate_seconds": round(s.get("generate_seconds", 0), 2)}
                   for name, s in sorted(self.model_stats.items())}

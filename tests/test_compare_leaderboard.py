@@ -104,17 +104,20 @@ def test_runs_in_one_folder_each_get_their_own_run_summary(tmp_path):
               folder=folder)
     summaries = {  # stamps that a time-based match would get wrong
         "symoe_tiny-cpu_2026-11-25T10-59-00.000001": run_summary("first", first, method="symoe", total_loads=2,
-                                                                  models={"a": {"generated_tokens": 40}}),
-        "symoe_tiny-cpu_2026-11-25T09-00-00.000001": run_summary("second", second, method="symoe", total_loads=7, models={}),
+                                                                  models={"a": {"calls": 4, "generated_tokens": 40}}),
+        "symoe_tiny-cpu_2026-11-25T09-00-00.000001": run_summary(  # answered from the cache: no load, nothing generated
+            "second", second, method="symoe", total_loads=0,
+            models={"a": {"calls": 0, "cached_calls": 4, "cached_tokens": 40, "generated_tokens": 0}}),
         "symoe_expert_tiny-cpu_2026-11-25T10-59-30.000001": run_summary("first", first, method="symoe_expert", total_loads=99),
     }
     for stem, summary in summaries.items():
         (folder.parent / f"routing_summary_{stem}.json").write_text(json.dumps(summary))
     runs = {r.stamp: r for r in find_runs(tmp_path)}
     assert runs["2026-11-25T10-00-00.000001"].summary["total_loads"] == 2
-    assert runs["2026-11-25T11-00-00.000001"].summary["total_loads"] == 7
+    assert runs["2026-11-25T11-00-00.000001"].summary["total_loads"] == 0
     table = build_leaderboard(tmp_path, tmp_path / "b")["markdown"].read_text()
-    assert "| 2 | 40 | 12 |" in table and "| 7 | 0 | 12 |" in table
+    # models used, calls and tokens are the method's work, cold cache or not; loads and generated are this run's
+    assert "| 1 | 4 | 40 | 2 | 40 | 12 |" in table and "| 1 | 4 | 40 | 0 | 0 | 12 |" in table
 
 
 def test_a_cut_samples_file_skips_its_torn_last_line_and_names_a_damaged_one(tmp_path, caplog):

@@ -75,6 +75,7 @@ class EngineStats:
     load_seconds: float = 0.0
     calls: int = 0
     cached_calls: int = 0
+    cached_tokens: int = 0  # tokens the cache served: work a cold run would generate
     generated_tokens: int = 0
     generate_seconds: float = 0.0
     truncated_prompts: int = 0

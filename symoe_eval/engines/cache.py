@@ -164,6 +164,7 @@ class CachedEngine(Engine):
                 misses.append(i)
             else:
                 self.stats.cached_calls += 1
+                self.stats.cached_tokens += hit.num_tokens
                 self._budget_used(requests[i].params.max_tokens)
                 yield i, hit
         for j, completion in self.inner.iter_generate([requests[i] for i in misses]):

@@ -29,15 +29,19 @@ def lm_eval_main() -> None:
 
 def cmd_pools(args) -> int:
     from symoe_eval.registry import available_pools, load_pool
-    from symoe_eval.weights import missing_files
+    from symoe_eval.weights import presence
 
     for name in available_pools():
         pool = load_pool(name)
-        state = f"not installed: symoe install-pool {name}" if missing_files(pool) else "ready"
-        print(f"{name}: {pool.description} [{state}]")
+        states = {e.name: presence(e) for e in pool.experts.values()}
+        present = sum(state in ("installed", "downloaded") for state in states.values())
+        summary = "ready" if present == len(states) else f"{present}/{len(states)} experts on this machine"
+        if pool.packages and present < len(states):
+            summary += f"; symoe install-pool {name}"
+        print(f"{name}: {pool.description} [{summary}]")
         for expert in pool.experts.values():
             tags = f" ({', '.join(expert.tags)})" if expert.tags else ""
-            print(f"  {expert.name}: {expert.model}{tags}")
+            print(f"  {expert.name}: {expert.model}{tags} [{states[expert.name]}]")
     return 0
 
 

@@ -34,6 +34,22 @@ def missing_files(pool: Pool) -> list[str]:
     return problems
 
 
+def presence(spec: ExpertSpec | EmbeddingSpec) -> str:
+    """Whether a model's weights are on this machine: ``installed`` (packaged files, a local
+    folder), ``downloaded`` (in the Hugging Face cache) or ``not downloaded``."""
+    source = spec.source
+    if source.hf_id:
+        from huggingface_hub import try_to_load_from_cache
+
+        found = try_to_load_from_cache(source.hf_id, source.gguf_file or "config.json")
+        return "downloaded" if isinstance(found, str) else "not downloaded"
+    try:
+        _check_files(source, spec.name)
+    except SymoeError:
+        return "not installed"
+    return "installed"
+
+
 def _check_files(source: WeightSource, where: str, install: str | None = None) -> None:
     if source.path and not Path(source.path).expanduser().exists():
         raise SymoeError(f"{where}: local path {source.path} does not exist")

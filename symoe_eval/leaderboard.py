@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import textwrap
 from collections import Counter
 from pathlib import Path
 
@@ -160,9 +161,10 @@ def plot_accuracy(path: Path, tasks: list[str], rows: list[dict]) -> None:
     ax.set_xticks([j + width * (len(rows) - 1) / 2 for j in range(len(tasks))], tasks)
     ax.set_ylabel("accuracy (95% CI)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, loc="upper right")
+    # below the axes, so it never covers a bar near 100%
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=min(3, max(1, len(rows))), frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -196,10 +198,10 @@ def plot_recruitment(path: Path, label: str, counts: dict[str, Counter], aggrega
     for i in range(len(experts)):
         for j in range(len(tasks)):
             ax.text(j, i, f"{grid[i, j]:.0%}", ha="center", va="center", color="white" if grid[i, j] < 0.5 else "black", fontsize=7)
-    ax.set_title(f"experts recruited: {label}", fontsize=8)
+    ax.set_title("experts recruited:\n" + textwrap.fill(label, width=max(30, int(14 * fig.get_figwidth()))), fontsize=8)
     fig.colorbar(image, ax=ax, fraction=0.05)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -18,7 +18,6 @@ import random
 import time
 
 from symoe_eval.engines import Completion, Engine, GenerationRequest, SamplingParams
-from symoe_eval.placement import make_chunks
 from symoe_eval.registry import ExpertSpec, WeightSource
 from symoe_eval.scheduling import Call
 
@@ -75,16 +74,14 @@ def plan(questions: int, seed: int = 0) -> list[list[Call]]:
 
 
 def lower_bound(stage: list[Call], workers: int) -> float:
-    """max(total work / N, largest unsplittable piece), in seconds, one load per model counted."""
-    requests = [c.request for c in stage]
-    models = sorted({c.expert for c in stage})
-    chunks = [ch for m in models for ch in make_chunks(m, [i for i, c in enumerate(stage) if c.expert == m], requests, CHUNK)]
-    seconds = {id(ch): sum(requests[i].params.max_tokens for i in ch.indices) / RATE for ch in chunks}
-    total = sum(seconds.values()) + LOAD_S * len(models)
-    return max(total / workers, max(seconds.values()) + LOAD_S)
+    """max(total work / N, largest unsplittable piece: one micro-batch and its model's load), in
+    seconds, one load per model counted."""
+    tokens = [c.request.params.max_tokens for c in stage]
+    total = sum(tokens) / RATE + LOAD_S * len({c.expert for c in stage})
+    return max(total / workers, CHUNK * max(tokens) / RATE + LOAD_S)
 
 
-def measure(workers: int, stages: list[list[Call]]) -> tuple[float, int]:
+def measure(workers: int, stages: list[list[Call]]) -> tuple[float, int, list[float]]:
     from symoe_eval.workers import RayScheduler
 
     experts = {e: ExpertSpec(e, f"org/{e}", WeightSource(hf_id=f"org/{e}")) for e in EXPERTS}
@@ -97,8 +94,8 @@ def measure(workers: int, stages: list[list[Call]]) -> tuple[float, int]:
         for i, stage in enumerate(stages):
             scheduler.run(STAGES[i][0], stage)
         makespan = time.perf_counter() - start
-        loads = scheduler.summary()["total_loads"]
-    return makespan, loads
+        summary = scheduler.summary()
+    return makespan, summary["total_loads"], [s["seconds"] for s in summary["stages"]]
 
 
 def main() -> None:
@@ -114,12 +111,16 @@ def main() -> None:
     print(f"{args.questions} questions, {sum(len(s) for s in stages)} calls over {len(EXPERTS)} experts; "
           f"load {LOAD_S}s, {RATE:.0f} tokens/s per worker, chunks of {CHUNK}")
     print(f"{'workers':>7} {'makespan s':>11} {'speedup':>8} {'lower bound s':>14} {'/ bound':>8} {'loads':>6}")
-    base = None
+    base, per_stage = None, {}
     for n in counts:
-        makespan, loads = measure(n, stages)
+        makespan, loads, seconds = measure(n, stages)
         bound = sum(lower_bound(stage, n) for stage in stages)
         base = base or makespan
+        per_stage[n] = [f"{s:.2f}/{lower_bound(stage, n):.2f}" for s, stage in zip(seconds, stages)]
         print(f"{n:>7} {makespan:>11.2f} {base / makespan:>7.2f}x {bound:>14.2f} {makespan / bound:>8.3f} {loads:>6}")
+    print("\nseconds / lower bound per stage: " + ", ".join(name for name, _ in STAGES))
+    for n, cells in per_stage.items():
+        print(f"{n:>7}  " + "  ".join(cells))
     ray.shutdown()
 
 

@@ -7,7 +7,8 @@ driver can lose). Idle workers ask the :class:`Dispatcher` for their next chunk:
 2. else a model nobody works on yet, the one with most work first (longest processing time
    first, counting its load);
 3. else a share of the model whose finish it brings forward most, but only when joining beats
-   leaving it to the workers already on it even after paying a load (a split).
+   leaving it to the workers already on it even after paying a load (a split): with k workers
+   on it and ``left`` work pending, when k x load < left.
 
 So loads across workers stay at most the distinct models plus the splits.
 """
@@ -37,11 +38,21 @@ class Chunk:
     attempts: int = 0
 
 
-def make_chunks(model: str, indices: Sequence[int], requests: Sequence[GenerationRequest], size: int) -> list[Chunk]:
-    """One model's pending calls in chunks of ``size``, longest prompts together (less padding)."""
+def make_chunks(model: str, indices: Sequence[int], requests: Sequence[GenerationRequest], size: int,
+                workers: int = 1) -> list[Chunk]:
+    """One model's pending calls in chunks (longest prompts together: less padding): ``size``
+    calls (a micro-batch), or a quarter of a worker's share of a large group, so the driver
+    is not the bottleneck; shrinking towards the end (guided self-scheduling,
+    ``remaining / (2 x workers)``) so the workers sharing a model finish together."""
     order = sorted(indices, key=lambda i: -request_work(requests[i]))
-    return [Chunk(model, order[s : s + size], sum(request_work(requests[i]) for i in order[s : s + size]))
-            for s in range(0, len(order), max(1, size))]
+    cap = max(size, -(-len(order) // (4 * workers)))
+    chunks, start = [], 0
+    while start < len(order):
+        take = max(1, min(cap, -(-(len(order) - start) // (2 * workers))))
+        picked = order[start : start + take]
+        chunks.append(Chunk(model, picked, sum(request_work(requests[i]) for i in picked)))
+        start += take
+    return chunks
 
 
 @dataclass
@@ -75,8 +86,9 @@ class Dispatcher:
             model = max(unheld, key=self.remaining)
         elif waiting:
             model = max(waiting, key=lambda m: self.remaining(m) / len(self.active[m]))
-            k, left = len(self.active[model]), self.remaining(model)
-            if self.load_cost + left / (k + 1) >= left / k:
+            # k workers finish the rest at left / k; one more, which starts after its load, at
+            # (left + load) / (k + 1): earlier exactly when k x load < left
+            if len(self.active[model]) * self.load_cost >= self.remaining(model):
                 return None
         else:
             return None

@@ -115,7 +115,8 @@ class RayScheduler(Scheduler):
                 stats["cached_tokens"] += hit.num_tokens
                 results[call.key] = hit
         requests = [c.request for c in calls]
-        chunks = [c for model, idx in pending.items() for c in make_chunks(model, idx, requests, self.chunk_size)]
+        chunks = [c for model, idx in pending.items()
+                  for c in make_chunks(model, idx, requests, self.chunk_size, len(self.workers))]
         return results, chunks
 
     def _drive(self, dispatcher: Dispatcher, calls: Sequence[Call], results: dict, bar) -> None:
@@ -141,7 +142,8 @@ class RayScheduler(Scheduler):
             try:
                 completions, stats = ray.get(ready[0])
             except ray.exceptions.RayActorError as err:
-                self._replace(worker, chunk, dispatcher, err)
+                queued = [f for f, (w, _, _) in in_flight.items() if w is worker]
+                self._replace(worker, [chunk] + [in_flight.pop(f)[1] for f in queued], dispatcher, err)
                 continue
             now = time.perf_counter()
             self._record(worker, chunk, calls, completions, stats, now - max(began, worker.last_done), results)
@@ -167,13 +169,15 @@ class RayScheduler(Scheduler):
             if self.cache:
                 self.cache.put(chunk.model, request_key(self.experts[chunk.model], calls[i].request), completion)
 
-    def _replace(self, worker: WorkerState, chunk: Chunk, dispatcher: Dispatcher, err: Exception) -> None:
-        dispatcher.failed(worker.name, chunk)
-        if chunk.attempts >= MAX_ATTEMPTS:
-            raise SymoeError(f"{chunk.model}: {chunk.attempts} workers died running the same calls; last: "
-                             f"{str(err).splitlines()[0][:200]}")
-        log.warning("%s died running %d %s call(s); running them again on another worker and starting a "
-                    "replacement", worker.name, len(chunk.indices), chunk.model)
+    def _replace(self, worker: WorkerState, lost: list[Chunk], dispatcher: Dispatcher, err: Exception) -> None:
+        """A dead actor's chunks (running and queued) go back to the queue; a fresh actor takes its place."""
+        for chunk in lost:
+            dispatcher.failed(worker.name, chunk)
+            if chunk.attempts >= MAX_ATTEMPTS:
+                raise SymoeError(f"{chunk.model}: {chunk.attempts} workers died running the same calls; last: "
+                                 f"{str(err).splitlines()[0][:200]}")
+        log.warning("%s died with %d call(s) of %s unfinished; running them again and starting a replacement",
+                    worker.name, sum(len(c.indices) for c in lost), ", ".join(sorted({c.model for c in lost})))
         worker.actor, worker.holds, worker.restarts = self._spawn(), [], worker.restarts + 1
 
     # ---------------------------------------------------------------- the run

@@ -22,10 +22,10 @@ def test_fresh_models_go_longest_first_and_not_to_two_workers_while_others_wait(
 def test_a_split_happens_only_when_it_shortens_the_stage():
     d = Dispatcher(chunks("only", 10), load_cost=50)
     assert d.next_for("w0", holds=[]).model == "only"
-    assert d.next_for("w1", holds=[]).model == "only"  # 900 left: joining (50 + 450) beats 900
+    assert d.next_for("w1", holds=[]).model == "only"  # 900 left: (900 + 50) / 2 beats 900 / 1
     costly = Dispatcher(chunks("only", 3), load_cost=500)
     costly.next_for("w0", holds=[])
-    assert costly.next_for("w1", holds=[]) is None  # 200 left: a 500-token load does not pay
+    assert costly.next_for("w1", holds=[]) is None  # 200 left: (200 + 500) / 2 is later than 200 / 1
 
 
 def test_a_failed_chunk_is_run_again_first():
@@ -62,7 +62,11 @@ def test_loads_stay_at_most_distinct_models_plus_splits():
 def test_chunks_group_similar_requests():
     reqs = [GenerationRequest.user("x" * n, SamplingParams(max_tokens=10)) for n in (10, 4000, 20, 3000)]
     made = make_chunks("a", [0, 1, 2, 3], reqs, size=2)
-    assert [c.indices for c in made] == [[1, 3], [2, 0]]
+    assert [c.indices for c in made] == [[1, 3], [2], [0]]  # longest together, smaller towards the end
+    sizes = [len(c.indices) for c in make_chunks("a", list(range(40)), reqs * 10, size=4, workers=4)]
+    assert sizes[0] == 4 and sizes[-1] == 1 and sum(sizes) == 40 and sizes == sorted(sizes, reverse=True)
+    big = [len(c.indices) for c in make_chunks("a", list(range(400)), reqs * 100, size=4, workers=4)]
+    assert big[0] == 25 and big[-1] == 1 and sum(big) == 400  # large groups: fewer, bigger chunks
 
 
 def test_one_worker_stays_in_process_without_ray():

@@ -73,7 +73,7 @@ def test_a_worker_killed_mid_stage_loses_nothing(tmp_path, caplog):
             out = {k: c.text for k, c in scheduler.run("experts", calls).items()}
         summary = scheduler.summary()
     assert out == in_process(calls)
-    assert any("died running" in r.getMessage() for r in caplog.records)
+    assert any("died with" in r.getMessage() for r in caplog.records)
     assert summary["workers"][0]["restarts"] == 1
     lines = [json.loads(line) for f in (tmp_path / "cache").glob("*.jsonl") for line in open(f)]
     assert len(lines) == len({row["key"] for row in lines}) == len(calls)  # each generation written once

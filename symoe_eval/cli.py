@@ -88,7 +88,7 @@ def cmd_compare(args) -> int:
     from symoe_eval.runs import load_run
 
     a, b = (load_run(p, args.metric, args.filter, pick) for p, pick in ((args.run_a, args.pick_a), (args.run_b, args.pick_b)))
-    report = compare_runs(a, b, args.tasks.split(",") if args.tasks else None, seed=args.seed)
+    report = compare_runs(a, b, args.tasks.split(",") if args.tasks else None, seed=args.seed, pair_by_doc=args.pair_by_doc)
     print(render(report, "json" if args.json else "markdown" if args.markdown else "table"), end="")
     return 0
 
@@ -137,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--metric", help="lm-eval metric of the scores (default: exact_match, else the task's first)")
     compare.add_argument("--filter", help="lm-eval filter of the scores (default: each task's first filter)")
     compare.add_argument("--seed", type=int, default=0)
+    compare.add_argument("--pair-by-doc", action="store_true",
+                         help="pair documents whose prompts differ (e.g. --apply_chat_template in one run), with a warning")
     compare.add_argument("--pick-a", help="in a folder of several runs: the one whose results path contains this")
     compare.add_argument("--pick-b", help="the same for run_b")
     style = compare.add_mutually_exclusive_group()

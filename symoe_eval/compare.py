@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 
 from symoe_eval.errors import SymoeError
 from symoe_eval.runs import Run
 from symoe_eval.stats import holm, paired_result
 
+log = logging.getLogger(__name__)
 
-def paired_scores(a: Run, b: Run, task: str) -> tuple[list[int], list[float], list[float]]:
-    """The two runs' scores on the same documents, refusing runs that did not see the same ones."""
+
+def paired_scores(a: Run, b: Run, task: str, pair_by_doc: bool = False) -> tuple[list[int], list[float], list[float]]:
+    """The two runs' scores on the same documents, refusing runs that did not see the same ones;
+    with ``pair_by_doc``, prompts that differ (e.g. one run with --apply_chat_template) are
+    paired by document with a warning."""
     ta, tb = a.tasks[task], b.tasks[task]
     for run, samples in ((a, ta), (b, tb)):
         if not samples.scores:
@@ -26,15 +31,21 @@ def paired_scores(a: Run, b: Run, task: str) -> tuple[list[int], list[float], li
             f"{task}: the runs scored different documents ({len(ta.scores)} vs {len(tb.scores)}, {common} in common); "
             "rerun both with the same --limit and data"
         )
-    for doc in sorted(ta.scores):
-        if ta.doc_hash[doc] != tb.doc_hash[doc] or ta.prompt_hash[doc] != tb.prompt_hash[doc]:
-            what = "document" if ta.doc_hash[doc] != tb.doc_hash[doc] else "prompt"
-            raise SymoeError(f"{task}: doc {doc} has a different {what} in the two runs (doc_hash/prompt_hash differ)")
+    if any(ta.doc_hash[d] != tb.doc_hash[d] for d in ta.scores):
+        doc = next(d for d in sorted(ta.scores) if ta.doc_hash[d] != tb.doc_hash[d])
+        raise SymoeError(f"{task}: doc {doc} has a different document in the two runs (doc_hash differs)")
+    differing = [d for d in sorted(ta.scores) if ta.prompt_hash[d] != tb.prompt_hash[d]]
+    if differing and not pair_by_doc:
+        raise SymoeError(f"{task}: doc {differing[0]} has a different prompt in the two runs (prompt_hash differs); "
+                         "--pair-by-doc pairs them by document anyway")
+    if differing:
+        log.warning("%s: %d of %d documents were prompted differently; paired by document as asked",
+                    task, len(differing), len(ta.scores))
     docs = sorted(ta.scores)
     return docs, [ta.scores[d] for d in docs], [tb.scores[d] for d in docs]
 
 
-def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0) -> dict:
+def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0, pair_by_doc: bool = False) -> dict:
     shared = sorted(set(a.tasks) & set(b.tasks))
     chosen = tasks or shared
     missing = [t for t in chosen if t not in shared]
@@ -46,7 +57,7 @@ def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0) 
         raise SymoeError(f"{asked}: A has {listed(a)}; B has {listed(b)}")
     rows, pooled_a, pooled_b = [], [], []
     for task in chosen:
-        _, sa, sb = paired_scores(a, b, task)
+        _, sa, sb = paired_scores(a, b, task, pair_by_doc)
         rows.append(paired_result(task, sa, sb, seed=seed))
         rows[-1].scored_by = a.tasks[task].scored_by
         pooled_a += sa

@@ -57,8 +57,9 @@ def test_runs_on_different_docs_or_prompts_are_refused(tmp_path):
     other_prompt = write_run(tmp_path, "c", {}, {"symoe_gpqa": [1, 0, 1]}, prompt_suffix="x")
     with pytest.raises(SymoeError, match="different documents \\(3 vs 2, 2 in common\\)"):
         compare_runs(load_run(a), load_run(short))
-    with pytest.raises(SymoeError, match="different prompt"):
+    with pytest.raises(SymoeError, match="different prompt .*--pair-by-doc"):
         compare_runs(load_run(a), load_run(other_prompt))
+    assert compare_runs(load_run(a), load_run(other_prompt), pair_by_doc=True)["paired_docs"] == 3
     with pytest.raises(SymoeError, match="tasks symoe_aime24 are not in both runs: A has symoe_gpqa; B has symoe_gpqa"):
         compare_runs(load_run(a), load_run(short), tasks=["symoe_aime24"])
 

@@ -9,7 +9,6 @@ symoe-eval's heavy code is imported by programs that never import lm-eval.
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
 
 # lm-eval module -> name of the symoe_eval.plugin function to call once it has been executed.
@@ -20,10 +19,11 @@ WATCHED = {
 }
 
 
-class _Loader(importlib.abc.Loader):
-    """Runs the real loader, then our plugin callback for that module."""
+class _Loader:
+    """Runs the real loader, then our plugin callback for that module. (Duck-typed, not an
+    ``importlib.abc`` subclass: importing ``importlib.abc`` costs ~8 ms at every start-up.)"""
 
-    def __init__(self, real: importlib.abc.Loader, callback: str):
+    def __init__(self, real, callback: str):
         self._real = real
         self._callback = callback
 
@@ -37,7 +37,7 @@ class _Loader(importlib.abc.Loader):
         getattr(plugin, self._callback)(module)
 
 
-class LmEvalWatcher(importlib.abc.MetaPathFinder):
+class LmEvalWatcher:
     """Wraps the loaders of the WATCHED modules; every other import passes straight through."""
 
     def find_spec(self, fullname, path=None, target=None):

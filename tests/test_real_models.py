@@ -125,3 +125,28 @@ def test_hf_cuts_an_overlong_prompt_from_the_left():
     with make_engine(spec, backend="hf") as engine:
         (out,) = engine.generate([GenerationRequest.user("word " * 200 + "Say hi.", SamplingParams(0.0, max_tokens=8))])
     assert engine.stats.truncated_prompts == 1 and 0 < out.num_tokens <= 8
+
+
+def test_stock_flags_on_a_real_model(tmp_path):
+    """--apply_chat_template with --system_instruction reaches the expert as a system message;
+    --seed 1 twice gives the same texts, --seed 2 others; runs are named by method, pool, expert."""
+    def run(name, *flags):
+        out = tmp_path / name
+        done = run_cli(["lm_eval", "--model", "symoe_expert", "--model_args",
+                        "pool=tiny-cpu,expert=smollm2-135m,cache_dir=none,max_gen_toks=24", "--tasks", "symoe_demo",
+                        "--limit", "3", "--batch_size", "3", "--output_path", str(out), "--log_samples", *flags], cwd=tmp_path)
+        assert done.returncode == 0, done.stderr[-3000:]
+        (samples,) = out.rglob("samples_symoe_demo_*.jsonl")
+        assert samples.parent.name == "symoe_expert-tiny-cpu-smollm2-135m"
+        return [json.loads(line) for line in samples.open()]
+
+    chat = run("chat", "--apply_chat_template", "--system_instruction", "Answer in French.")
+    arguments = json.dumps(chat[0]["arguments"])
+    assert '\\\\"role\\\\": \\\\"system\\\\"' in arguments or '"role": "system"' in arguments.replace('\\\\"', '"')
+    assert "Answer in French." in arguments
+
+    def texts(rows):
+        return [r["resps"][0][0] for r in sorted(rows, key=lambda r: r["doc_id"])]
+
+    one, two, again = run("s1", "--seed", "1"), run("s2", "--seed", "2"), run("s1b", "--seed", "1")
+    assert texts(one) == texts(again) and texts(one) != texts(two)

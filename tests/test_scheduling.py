@@ -3,7 +3,7 @@
 import pytest
 
 from fakes import FakeEngine, expert
-from symoe_eval.engines import CachedEngine, GenerationCache, GenerationRequest
+from symoe_eval.engines import CachedEngine, Completion, GenerationCache, GenerationRequest
 from symoe_eval.scheduling import Call, Scheduler, order_groups, pick_victim
 
 
@@ -78,3 +78,25 @@ def test_fully_cached_groups_do_not_load(tmp_path):
     out = again.run("experts", calls("x", plan))
     assert len(out) == 6 and loads() == []
     assert again.summary()["models"]["a"]["cached_calls"] == 3
+
+
+def test_progress_counts_tokens_inside_a_batch_and_ends_full():
+    from symoe_eval.engines import SamplingParams
+    from symoe_eval.scheduling import GroupProgress
+
+    class Reporting(FakeEngine):
+        def _generate(self, requests):
+            for i, request in enumerate(requests):
+                self._budget_used(request.params.max_tokens // 2)  # half the budget decoded so far
+                seen.append(progress.bar.n)
+                yield i, Completion("done", 1)
+
+    seen = []
+    requests = [GenerationRequest.user(f"q{i}", SamplingParams(max_tokens=10)) for i in range(2)]
+    engine = Reporting(expert("a"))
+    with GroupProgress("stage: a", requests, engine, enabled=True) as progress:
+        for _ in engine.iter_generate(requests):
+            progress.done()
+        assert progress.bar.postfix.endswith("2/2 done")
+    assert seen == [5, 10]  # moved inside the group, in tokens
+    assert progress.bar.n == progress.bar.total == 20  # the bar ends full, never at "1/2"

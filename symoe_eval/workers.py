@@ -84,7 +84,7 @@ class RayScheduler(Scheduler):
         super().__init__(lambda name: engine_cls(experts[name], **engine_kwargs), max_loaded, progress)
         self.experts, self.cache = experts, GenerationCache(cache_dir) if cache_dir else None
         self.chunk_size = chunk_size or int(engine_kwargs.get("batch_size", 8))
-        self.load_cost = getattr(engine_cls, "load_cost_tokens", 2000)
+        self.load_cost = engine_cls.load_cost_tokens
         self.model_stats: dict[str, dict] = {}
         self._spawn = start_actors(engine_cls, engine_kwargs, max_loaded, ray_address, workers, cpus_per_worker, gpus_per_worker)
         self.workers = [WorkerState(f"worker-{i}", self._spawn()) for i in range(workers)]

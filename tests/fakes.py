@@ -59,21 +59,14 @@ class FakeEngine(Engine):
     def __init__(self, spec: ExpertSpec, respond: Callable | None = None, batch_size: int = 4, **kwargs):
         super().__init__(spec, batch_size=batch_size, **kwargs)
         self.respond = respond or (lambda name, req: f"{name} says: {req.messages[-1][1][:20]}")
-        self._loaded = False
-
-    @property
-    def loaded(self) -> bool:
-        return self._loaded
 
     def load_tokenizer(self):
         return WordTokenizer()
 
     def _load(self) -> None:
-        self._loaded = True
         FakeEngine.log.append(("load", self.expert.name, 0))
 
     def _unload(self) -> None:
-        self._loaded = False
         FakeEngine.log.append(("unload", self.expert.name, 0))
 
     def _generate(self, requests):

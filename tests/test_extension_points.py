@@ -22,25 +22,13 @@ embedding_model: {name: e, model: org/e, source: {hf_id: org/e}}
 
 
 class EchoEngine(Engine):
-    """A toy backend: the whole contract is loaded / _load / _unload / _generate."""
+    """A toy backend: the whole contract is _generate (plus _load / _unload for real weights)."""
 
     name = "echo"
     loads: list = []
 
-    def __init__(self, expert, **kwargs):
-        super().__init__(expert, **kwargs)
-        self._loaded = False
-
-    @property
-    def loaded(self):
-        return self._loaded
-
     def _load(self):
-        self._loaded = True
         EchoEngine.loads.append(self.expert.name)
-
-    def _unload(self):
-        self._loaded = False
 
     def load_tokenizer(self):
         return WordTokenizer()

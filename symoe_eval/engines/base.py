@@ -10,7 +10,7 @@ import hashlib
 import json
 import logging
 import time
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
@@ -85,13 +85,15 @@ class Engine(ABC):
     """Generates for one expert. Use as a context manager: load on enter, free memory on exit.
 
     A backend subclasses this in one file and is named in ``symoe_eval.engines.ENGINES``. It
-    implements ``_load``, ``_unload``, ``loaded`` and ``_generate`` (micro-batches of requests);
-    this class keeps the stats, the timing, progress and the context rule (``fit_context``)."""
+    implements ``_generate`` (micro-batches of requests) and usually ``_load`` / ``_unload``;
+    this class keeps the loaded state, stats, timing, progress and the context rule
+    (``fit_context``)."""
 
     name = "abstract"
     default_max_loaded = 2  # models a scheduler keeps resident at once with this backend
     default_pool = "tiny-cpu"  # the pool a run uses when it names none
     auto_priority = -1  # engine=auto picks the available backend with the highest; < 0: never
+    load_cost_tokens = 2000  # a load, in tokens this backend decodes meanwhile (worker placement)
 
     def __init__(self, expert: ExpertSpec, *, batch_size: int = 8, device: str | None = None, seed: int = 0):
         self.expert = expert
@@ -100,6 +102,7 @@ class Engine(ABC):
         self.seed = seed
         self.stats = EngineStats()
         self._on_budget: Callable[[int], None] | None = None
+        self._loaded = False
 
     @classmethod
     def available(cls) -> bool:
@@ -114,24 +117,26 @@ class Engine(ABC):
     # ---------------------------------------------------------------- loading
 
     @property
-    @abstractmethod
-    def loaded(self) -> bool: ...
+    def loaded(self) -> bool:
+        return self._loaded
 
     def _load(self) -> None:
-        raise NotImplementedError
+        """Bring the model into memory (nothing to do for an engine without weights)."""
 
     def _unload(self) -> None:
-        raise NotImplementedError
+        """Free what ``_load`` took."""
 
     def load(self) -> None:
         start = time.perf_counter()
         self._load()
+        self._loaded = True
         self.stats.loads += 1
         self.stats.load_seconds += time.perf_counter() - start
         log.info("loaded %s (%s) in %.1fs", self.expert.name, self.name, time.perf_counter() - start)
 
     def unload(self) -> None:
         self._unload()
+        self._loaded = False
 
     def load_tokenizer(self):
         """The expert's tokenizer (``encode``, ``decode``, ``apply_chat_template``), loadable
@@ -145,7 +150,8 @@ class Engine(ABC):
         return len(requests)
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
-        """Yield ``(index into requests, completion)`` as each micro-batch finishes."""
+        """Yield ``(index into requests, completion)`` as each micro-batch finishes (every
+        backend implements this)."""
         raise NotImplementedError
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:

@@ -29,6 +29,7 @@ class VLLMEngine(Engine):
     default_max_loaded = 1
     default_pool = "paper16"
     auto_priority = 10
+    load_cost_tokens = 30000  # a 7B model takes tens of seconds to start on a GPU
 
     def __init__(self, expert: ExpertSpec, chunk_size: int = 512, **kwargs):
         super().__init__(expert, **kwargs)

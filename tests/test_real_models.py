@@ -140,10 +140,12 @@ def test_stock_flags_on_a_real_model(tmp_path):
         assert samples.parent.name == "symoe_expert-tiny-cpu-smollm2-135m"
         return [json.loads(line) for line in samples.open()]
 
+    from symoe_eval.models.evaluation import split_context
+
     chat = run("chat", "--apply_chat_template", "--system_instruction", "Answer in French.")
-    arguments = json.dumps(chat[0]["arguments"])
-    assert '\\\\"role\\\\": \\\\"system\\\\"' in arguments or '"role": "system"' in arguments.replace('\\\\"', '"')
-    assert "Answer in French." in arguments
+    (context,) = [v["arg_0"] for v in chat[0]["arguments"].values()]
+    prefix, question = split_context(context)
+    assert prefix == (("system", "Answer in French."),) and question.startswith("Question: ")
 
     def texts(rows):
         return [r["resps"][0][0] for r in sorted(rows, key=lambda r: r["doc_id"])]

@@ -91,6 +91,7 @@ def test_a_toy_engine_runs_symoe_by_its_mapping_name(toys):
 
 
 def test_a_toy_router_runs_symoe_by_name(toys):
+    register_router(AlwaysBeta)
     out, summary, rows = run(toys, engine="echo", routing="always-beta")
     assert all(r["experts"] == ["beta"] * 3 for r in rows)
     assert [s["name"] for s in summary["stages"]] == ["experts", "aggregation"]  # no keyword stage: not needed

@@ -12,6 +12,8 @@ from typing import Iterable, Sequence
 KEYWORD_SAMPLES = 5
 KEYWORD_TEMPERATURE = 0.7
 KEYWORD_MAX_GEN_TOKS = 64  # the reply is one line; see the README's departures
+# The reply is one line ("Keywords: a, b"), or a short list; stop before any explanation after it.
+KEYWORD_STOP = ("\n\n",)
 MAX_KEYWORD_LENGTH = 20
 
 EXAMPLE_KEYWORDS = ("psychology", "virology", "behavioral theory", "microbiology", "diplomacy",
@@ -74,7 +76,7 @@ def annotate(scheduler, keyword_model: str, questions: Sequence[str], seed: int,
     from symoe_eval.engines import GenerationRequest, SamplingParams
     from symoe_eval.scheduling import Call
 
-    params = SamplingParams(temperature=KEYWORD_TEMPERATURE, max_tokens=max_tokens, seed=seed)
+    params = SamplingParams(temperature=KEYWORD_TEMPERATURE, max_tokens=max_tokens, stop=KEYWORD_STOP, seed=seed)
     texts = list(dict.fromkeys(questions))
     calls = [
         Call((text, s), keyword_model, GenerationRequest.user(keyword_prompt(text), params, s))

@@ -95,7 +95,7 @@ def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
         out = engine.generate(batch)
     assert state.constructed == [
         {"model": "org/big", "seed": 3, "dtype": "bfloat16", "max_model_len": 16000,
-         "trust_remote_code": True, "gpu_memory_utilization": 0.85}
+         "trust_remote_code": True, "enable_prefix_caching": True, "gpu_memory_utilization": 0.85}
     ]
     (prompts, params), = state.generate_calls  # one batched call for the whole group
     assert prompts == ["<|user|>q1<|end|><|assistant|>", "<|user|>q2<|end|><|assistant|>"]

@@ -36,6 +36,27 @@ def test_left_padding_keeps_greedy_output_in_fp32():
     assert batch[1].text == alone[0].text
 
 
+def test_repeated_samples_share_one_prefill_and_draw_as_if_alone(monkeypatch):
+    """Copies of one prompt in a micro-batch (keyword samples, duplicate recruits) are prefilled
+    once; each still draws with its own seed exactly what it draws alone (fp32)."""
+    from symoe_eval.engines.hf import HFEngine
+
+    spec = load_pool("tiny-cpu").expert("smollm2-135m")
+    spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "dtype": "float32"})
+    params = SamplingParams(temperature=0.8, max_tokens=16, seed=5)
+    requests = [GenerationRequest.user(PROMPTS[0], params, s) for s in range(3)] + [GenerationRequest.user(PROMPTS[1], params)]
+    prefilled = []
+    shared = HFEngine._shared_prefill
+    monkeypatch.setattr(HFEngine, "_shared_prefill", lambda self, ids, mask, rows: prefilled.append((ids.shape[0], rows))
+                        or shared(self, ids, mask, rows))
+    with make_engine(spec, backend="hf", batch_size=4) as engine:
+        batch = [c.text for c in engine.generate(requests)]
+        alone = [engine.generate([r])[0].text for r in requests]
+    assert prefilled == [(2, [0, 1, 1, 1])]  # two distinct prompts (shorter first) prefilled for four rows
+    assert batch == alone
+    assert len(set(batch[:3])) > 1  # the copies are separate samples
+
+
 def test_batched_generation_with_chat_template_and_stop(smollm):
     params = SamplingParams(temperature=0.0, max_tokens=24)
     batch = smollm.generate([GenerationRequest.user(p, params) for p in PROMPTS])

@@ -53,6 +53,9 @@ class VLLMEngine(Engine):
 
         where, gguf_file = resolve_weights(self.expert)
         kwargs = {k: self.expert.engine_kwargs[k] for k in SHARED_KWARGS if k in self.expert.engine_kwargs}
+        # Repeated samples of one prompt (keyword samples, duplicate recruits) and prompts that
+        # share a long prefix reuse its KV blocks; a pool entry may still turn it off.
+        kwargs.setdefault("enable_prefix_caching", True)
         kwargs.update(self.backend_kwargs)
         if gguf_file:  # vLLM reads a GGUF file directly and needs the tokenizer named apart
             kwargs.setdefault("tokenizer", self.expert.model)

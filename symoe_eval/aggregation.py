@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from symoe_eval.answers import strip_thinking
+from symoe_eval.answers import INVALID, extract_answer, strip_thinking
 
 AGGREGATE_INSTRUCTION = (
     "You have been provided with a set of responses from various open-source models to the latest "
@@ -31,6 +31,16 @@ DISCUSSION_INSTRUCTION = (
     "theirs step by step, and give an updated answer to the question."
 )
 CONFIDENCE_INSTRUCTION = "Also state how confident you are as \"Confidence: <a number between 0 and 1>\"."
+
+
+def consensus(responses: Sequence[str], question: str) -> str | None:
+    """The response to answer with when every response states the same valid answer (an
+    aggregator then rarely overturns them; ``aggregate=disagree`` skips it), else ``None``. The
+    first response is returned whole: it states that answer in the format the task asked for."""
+    answers = {extract_answer(text, question) for text in responses}
+    if len(answers) == 1 and INVALID not in answers:
+        return responses[0]
+    return None
 
 
 def discussion_prompt(question_prompt: str, own: str, others: Sequence[str], ask_confidence: bool = False) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 
+from symoe_eval.aggregation import consensus
 from symoe_eval.answers import extract_answer
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.context import model_arg
@@ -19,13 +20,16 @@ from symoe_eval.scheduling import Call
 from symoe_eval.skills import KEYWORD_MAX_GEN_TOKS, annotate
 
 log = logging.getLogger(__name__)
+AGGREGATE_MODES = ("always", "disagree")
 
 
 class SymbolicMoE(StagedLM):
     """``--model symoe --model_args pool=tiny-cpu,k=3,...`` (see the README for every argument).
 
     ``routing`` names a router (``symoe_eval.routing.ROUTERS``): ``instance`` is the method,
-    ``task`` and ``random`` are the paper's ablations."""
+    ``task`` and ``random`` are the paper's ablations. ``aggregate=always`` is the paper;
+    ``aggregate=disagree`` answers a question whose k experts all state the same answer with
+    that answer and calls the aggregator only for the rest (beyond the paper: cheaper)."""
 
     method = "symoe"
 
@@ -37,6 +41,7 @@ class SymbolicMoE(StagedLM):
         routing: str = "instance",
         keyword_max_gen_toks: int = KEYWORD_MAX_GEN_TOKS,
         aggregator_max_gen_toks: int | None = None,
+        aggregate: str = "always",
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -47,6 +52,9 @@ class SymbolicMoE(StagedLM):
         self.keyword_model = self.pool.keyword_model(keyword_model)
         self.keyword_max_gen_toks = model_arg("keyword_max_gen_toks", keyword_max_gen_toks, minimum=1)
         self.aggregator_max_gen_toks = model_arg("aggregator_max_gen_toks", aggregator_max_gen_toks, minimum=1, optional=True)
+        if aggregate not in AGGREGATE_MODES:
+            raise SymoeError(f"model_args aggregate={aggregate}: expected one of {', '.join(AGGREGATE_MODES)}")
+        self.aggregate = aggregate
         self._embedder: SentenceEmbedder | None = None
 
     def embed(self, texts: list[str]):
@@ -88,12 +96,15 @@ class SymbolicMoE(StagedLM):
         routes = self._routes(questions, profiles, keywords)
         answers = scheduler.run("experts", self._expert_calls(questions, routes), later=list(aggregators.values()))
         responses = {q.key: [answers[(q.key, s)].text for s in range(len(routes[q.key].experts))] for q in questions}
+        agreed = {}
+        if self.aggregate == "disagree":
+            agreed = {q.key: text for q in questions if (text := consensus(responses[q.key], q.text)) is not None}
         finals = scheduler.run("aggregation", [
             Call(q.key, aggregators[q.task],
                  self.synthesis_request(aggregators[q.task], q, responses[q.key], q.repeat, self.aggregator_max_gen_toks))
-            for q in questions
+            for q in questions if q.key not in agreed
         ])
-        return routes, responses, finals
+        return routes, responses, {**{k: c.text for k, c in finals.items()}, **agreed}, set(agreed)
 
     # ------------------------------------------------------------------ lm-eval API
 
@@ -103,15 +114,16 @@ class SymbolicMoE(StagedLM):
         profiles = self.task_profiles(tasks)
         aggregators = {t: self.aggregator_override or profiles[t].aggregator for t in tasks}
         with self.context.scheduler(not disable_tqdm) as scheduler:
-            routes, responses, finals = self._run(scheduler, questions, profiles, aggregators)
+            routes, responses, finals, agreed = self._run(scheduler, questions, profiles, aggregators)
         rows = [{
             "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat,
             "keywords": routes[q.key].keywords, "mapped_keywords": routes[q.key].mapped, "fallback": routes[q.key].fallback,
             "weights": routes[q.key].weights, "experts": routes[q.key].experts,
             "responses": self.response_rows(routes[q.key].experts, responses[q.key], q.text),
-            "aggregator": aggregators[q.task],
-            "final_answer": extract_answer(finals[q.key].text, q.text),
-            "final_text": finals[q.key].text,
+            "aggregator": aggregators[q.task], "consensus": q.key in agreed,
+            "final_answer": extract_answer(finals[q.key], q.text),
+            "final_text": finals[q.key],
         } for q in questions]
-        summary = {"k": self.k, "routing": self.routing, "keyword_model": self.keyword_model, "aggregators": aggregators}
-        return self.finish(requests, questions, {k: c.text for k, c in finals.items()}, rows, scheduler, summary)
+        summary = {"k": self.k, "routing": self.routing, "keyword_model": self.keyword_model, "aggregators": aggregators,
+                   "aggregate": self.aggregate, "consensus_answers": len(agreed)}
+        return self.finish(requests, questions, finals, rows, scheduler, summary)

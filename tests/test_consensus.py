@@ -1,0 +1,107 @@
+"""``aggregate=disagree``: questions whose recruits all state one answer skip the aggregator."""
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+import symoe_eval.models.context as context
+from fakes import FakeEngine
+from symoe_eval.aggregation import consensus
+from symoe_eval.errors import SymoeError
+from symoe_eval.models.symoe import SymbolicMoE
+
+MC = "Which is it? The options are: (A) one (B) two (C) three (D) four"
+AIME = "Find the remainder when 2^10 is divided by 1000."
+
+
+@pytest.mark.parametrize("responses, question, expected", [
+    (["So... The answer is (B)", "Hmm. The answer is (B).", "The answer is (b)"], MC, 0),
+    (["The answer is (B)", "The answer is (C)", "The answer is (B)"], MC, None),
+    (["The answer is (B)", "I cannot tell.", "The answer is (B)"], MC, None),  # an unreadable one breaks it
+    (["I cannot tell.", "No idea."], MC, None),  # agreeing on nothing is no answer
+    (["2^10 = 1024, so \\boxed{24}", "The answer is \\boxed{24}", "\\boxed{24}"], AIME, 0),
+    (["\\boxed{24}", "\\boxed{124}"], AIME, None),
+])
+def test_consensus_needs_one_valid_answer_from_every_response(responses, question, expected):
+    assert consensus(responses, question) == (None if expected is None else responses[expected])
+
+
+def fake_embed(self, texts):
+    """A fixed pseudo-random vector per text: routing needs only similarities, not meaning."""
+    rows = [np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=16) for t in texts]
+    return np.stack(rows)
+
+
+def respond(name, request):
+    """The keyword model names two subjects; each expert always gives its own answer; the
+    aggregator always picks a third one, so a skipped aggregation shows in the output."""
+    prompt = request.messages[-1][1]
+    free = "The options are" not in prompt
+    if "core knowledge, subjects or skills" in prompt:
+        return "Keywords: physics, algebra"
+    if prompt.startswith("You have been provided"):
+        return "Weighing them. The answer is " + ("\\boxed{7}" if free else "(C)")
+    if name == "qwen2.5-coder-0.5b":
+        return "Step by step. The answer is " + ("\\boxed{204}" if free else "(A)")
+    return "Let me see. The answer is " + ("\\boxed{13}" if free else "(B)")
+
+
+@pytest.fixture
+def evaluate(monkeypatch, data_dir, tmp_path):
+    import lm_eval
+
+    from symoe_eval import plugin
+
+    plugin.activate()
+    FakeEngine.log.clear()
+    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond, batch_size=64))
+    monkeypatch.setattr(SymbolicMoE, "embed", fake_embed)
+
+    def run(aggregate):
+        logs = tmp_path / aggregate
+        lm = SymbolicMoE(pool="tiny-cpu", cache_dir="none", log_dir=str(logs), aggregate=aggregate)
+        results = lm_eval.simple_evaluate(model=lm, tasks=["symoe_gpqa", "symoe_aime24"], limit=12,
+                                          metadata={"data_dir": str(data_dir)}, log_samples=True)
+        summary = json.loads(next(logs.glob("routing_summary_*.json")).read_text())
+        rows = {(r["task"], r["doc_id"]): r for r in map(json.loads, open(summary["routing_log"]))}
+        return results, summary, rows
+
+    return run
+
+
+def test_disagree_skips_the_aggregator_only_where_the_experts_agree(evaluate):
+    always, always_summary, _ = evaluate("always")
+    disagree, summary, rows = evaluate("disagree")
+    agreed = [key for key, row in rows.items() if row["consensus"]]
+    mixed = [key for key, row in rows.items() if not row["consensus"]]
+    assert agreed and mixed  # k=3 of two experts: some questions recruit one model only
+    for key in agreed:
+        assert len(set(rows[key]["experts"])) == 1 and rows[key]["final_text"] == rows[key]["responses"][0]["text"]
+    for key in mixed:
+        assert len(set(rows[key]["experts"])) == 2 and rows[key]["final_text"].startswith("Weighing them")
+
+    def aggregator_calls(s):
+        return [st for st in s["stages"] if st["name"] == "aggregation"][0]["calls"]
+
+    assert aggregator_calls(always_summary) == 24
+    assert aggregator_calls(summary) == len(mixed) == 24 - summary["consensus_answers"]
+    assert summary["aggregate"] == "disagree" and always_summary["aggregate"] == "always"
+
+    # The task's own filter and metric read the agreed answer from the final text.
+    for task in ("symoe_gpqa", "symoe_aime24"):
+        for sample in disagree["samples"][task]:
+            row = rows[(task, sample["doc_id"])]
+            expected = row["responses"][0]["answer"] if row["consensus"] else ("7" if task == "symoe_aime24" else "C")
+            assert sample["filtered_resps"] == [expected]
+            gold = sample["doc"]["gold_answer"]
+            assert sample["exact_match"] == float(expected == gold or (task == "symoe_aime24" and int(expected) == int(gold)))
+            # with aggregate=always the same question got the aggregator's own answer
+            before = next(x for x in always["samples"][task] if x["doc_id"] == sample["doc_id"])
+            assert before["filtered_resps"] == ["7" if task == "symoe_aime24" else "C"]
+
+
+def test_an_unknown_aggregate_mode_is_one_line():
+    with pytest.raises(SymoeError, match="model_args aggregate=sometimes: expected one of always, disagree"):
+        SymbolicMoE(pool="tiny-cpu", cache_dir="none", aggregate="sometimes")

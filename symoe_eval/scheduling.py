@@ -16,6 +16,7 @@ from typing import Callable, Hashable, Sequence
 from tqdm import tqdm
 
 from symoe_eval.engines import Completion, Engine, GenerationRequest
+from symoe_eval.engines.base import EngineStats
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class GroupProgress:
 
 
 class Scheduler:
-    def __init__(self, engine_factory: Callable[[str], Engine], max_loaded: int = 1, progress: bool = True):
+    def __init__(self, engine_factory: Callable[[str], Engine] | None, max_loaded: int = 1, progress: bool = True):
         self.engine_factory = engine_factory
         self.max_loaded = max(1, int(max_loaded))
         self.progress = progress
@@ -146,20 +147,12 @@ class Scheduler:
                 engine.unload()
         self._loaded_order = []
 
+    def model_stats(self) -> dict[str, EngineStats]:
+        """Each model's work so far (a distributed scheduler gathers it from its workers)."""
+        return {name: e.stats for name, e in self.engines.items()}
+
     def summary(self) -> dict:
-        models = {
-            name: {
-                "loads": e.stats.loads,
-                "calls": e.stats.calls,
-                "cached_calls": e.stats.cached_calls,
-                "cached_tokens": e.stats.cached_tokens,
-                "generated_tokens": e.stats.generated_tokens,
-                "load_seconds": round(e.stats.load_seconds, 2),
-                "generate_seconds": round(e.stats.generate_seconds, 2),
-                "truncated_prompts": e.stats.truncated_prompts,
-            }
-            for name, e in sorted(self.engines.items())
-        }
+        models = {name: stats.as_dict() for name, stats in sorted(self.model_stats().items())}
         return {
             "models": models,
             "total_loads": sum(m["loads"] for m in models.values()),

@@ -15,12 +15,13 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Hashable, Sequence
 
 from tqdm import tqdm
 
 from symoe_eval.engines import Completion, Engine, GenerationCache, GenerationRequest
+from symoe_eval.engines.base import EngineStats
 from symoe_eval.engines.cache import request_key
 from symoe_eval.errors import SymoeError
 from symoe_eval.placement import Chunk, Dispatcher, make_chunks
@@ -43,17 +44,15 @@ class EngineWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def generate(self, expert: ExpertSpec, requests: list[GenerationRequest]) -> tuple[list[Completion], dict]:
+    def generate(self, expert: ExpertSpec, requests: list[GenerationRequest]) -> tuple[list[Completion], EngineStats]:
         engine = self.engines.pop(expert.name, None) or self.engine_cls(expert, **self.engine_kwargs)
         self.engines[expert.name] = engine
         while sum(e.loaded for e in self.engines.values()) >= self.max_loaded and not engine.loaded:
             victim = next(e for e in self.engines.values() if e.loaded)
             victim.unload()
-        before = (engine.stats.loads, engine.stats.load_seconds, engine.stats.generate_seconds)
+        before = replace(engine.stats)
         completions = engine.generate(requests)
-        loads, load_s, gen_s = (now - then for now, then in zip(
-            (engine.stats.loads, engine.stats.load_seconds, engine.stats.generate_seconds), before))
-        return completions, {"loads": loads, "load_seconds": load_s, "generate_seconds": gen_s}
+        return completions, engine.stats.since(before)
 
     def close(self) -> None:
         for engine in self.engines.values():
@@ -81,11 +80,11 @@ class RayScheduler(Scheduler):
                  cache_dir=None, workers: int = 2, max_loaded: int = 1, progress: bool = True,
                  ray_address: str | None = None, cpus_per_worker: float | None = None, gpus_per_worker: float = 0,
                  chunk_size: int | None = None):
-        super().__init__(lambda name: engine_cls(experts[name], **engine_kwargs), max_loaded, progress)
+        super().__init__(None, max_loaded, progress)  # engines live in the actors, not here
         self.experts, self.cache = experts, GenerationCache(cache_dir) if cache_dir else None
         self.chunk_size = chunk_size or int(engine_kwargs.get("batch_size", 8))
         self.load_cost = engine_cls.load_cost_tokens
-        self.model_stats: dict[str, dict] = {}
+        self._stats: dict[str, EngineStats] = {}
         self._spawn = start_actors(engine_cls, engine_kwargs, max_loaded, ray_address, workers, cpus_per_worker, gpus_per_worker)
         self.workers = [WorkerState(f"worker-{i}", self._spawn()) for i in range(workers)]
 
@@ -105,14 +104,12 @@ class RayScheduler(Scheduler):
     def _serve_from_cache(self, calls: Sequence[Call]) -> tuple[dict, list[Chunk]]:
         results, pending = {}, {}
         for i, call in enumerate(calls):
-            stats = self.model_stats.setdefault(call.expert, {"calls": 0, "cached_calls": 0, "cached_tokens": 0,
-                                                              "generated_tokens": 0})
+            stats = self._stats.setdefault(call.expert, EngineStats())
             hit = self.cache.get(call.expert, request_key(self.experts[call.expert], call.request)) if self.cache else None
             if hit is None:
                 pending.setdefault(call.expert, []).append(i)
             else:
-                stats["cached_calls"] += 1
-                stats["cached_tokens"] += hit.num_tokens
+                stats.count_hit(hit)
                 results[call.key] = hit
         requests = [c.request for c in calls]
         chunks = [c for model, idx in pending.items()
@@ -151,19 +148,16 @@ class RayScheduler(Scheduler):
             dispatcher.finished(worker.name, chunk)
             bar.update(len(chunk.indices))
 
-    def _record(self, worker: WorkerState, chunk: Chunk, calls, completions, stats, seconds: float, results) -> None:
+    def _record(self, worker: WorkerState, chunk: Chunk, calls, completions, stats: EngineStats, seconds: float,
+                results) -> None:
         worker.busy_seconds += seconds
-        if stats["loads"]:
-            worker.loads[chunk.model] = worker.loads.get(chunk.model, 0) + stats["loads"]
-        worker.calls += len(completions)
-        worker.generated_tokens += sum(c.num_tokens for c in completions)
+        if stats.loads:
+            worker.loads[chunk.model] = worker.loads.get(chunk.model, 0) + stats.loads
+        worker.calls += stats.calls
+        worker.generated_tokens += stats.generated_tokens
         if chunk.model not in worker.holds:
             worker.holds = ([m for m in worker.holds if m != chunk.model] + [chunk.model])[-self.max_loaded:]
-        model = self.model_stats[chunk.model]
-        model["calls"] += len(completions)
-        model["generated_tokens"] += sum(c.num_tokens for c in completions)
-        for key in ("loads", "load_seconds", "generate_seconds"):
-            model[key] = model.get(key, 0) + stats[key]
+        self._stats[chunk.model].add(stats)
         for i, completion in zip(chunk.indices, completions):
             results[calls[i].key] = completion
             if self.cache:
@@ -193,19 +187,13 @@ class RayScheduler(Scheduler):
                 pass
             worker.holds = []
 
+    def model_stats(self) -> dict[str, EngineStats]:
+        return self._stats
+
     def summary(self) -> dict:
         wall = sum(s.seconds for s in self.stages)
-        models = {name: {"loads": s.get("loads", 0), "calls": s["calls"], "cached_calls": s["cached_calls"],
-                         "cached_tokens": s["cached_tokens"],
-                         "generated_tokens": s["generated_tokens"], "load_seconds": round(s.get("load_seconds", 0), 2),
-                         "generate_seconds": round(s.get("generate_seconds", 0), 2)}
-                  for name, s in sorted(self.model_stats.items())}
         return {
-            "models": models,
-            "total_loads": sum(m["loads"] for m in models.values()),
-            "distinct_models_loaded": sum(1 for m in models.values() if m["loads"]),
-            "stages": [{"name": s.name, "seconds": round(s.seconds, 2), "calls": s.calls, "order": s.order}
-                       for s in self.stages],
+            **super().summary(),
             "workers": [{"name": w.name, "loads": dict(sorted(w.loads.items())), "calls": w.calls, "generated_tokens": w.generated_tokens,
                          "busy_seconds": round(w.busy_seconds, 2), "idle_seconds": round(max(0.0, wall - w.busy_seconds), 2),
                          "restarts": w.restarts} for w in self.workers],

@@ -130,6 +130,7 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
     class RequestOutput:
         def __init__(self, prompt, outputs):
             self.prompt, self.outputs = prompt, outputs
+            self.prompt_token_ids = [ord(c) for c in prompt]  # the fake tokenizer's one token per character
 
     class LLM:
         def __init__(self, model, **kwargs):

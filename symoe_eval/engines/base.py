@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from abc import ABC
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Callable, Iterator, Sequence
 
 from symoe_eval.errors import SymoeError
@@ -67,18 +67,37 @@ class Completion:
     num_tokens: int
     finish_reason: str = "stop"  # "stop" or "length"
     cached: bool = False
+    prompt_tokens: int = 0  # what the engine read (after any cut); 0 for a cache hit
 
 
 @dataclass
 class EngineStats:
+    """One model's work in a run; schedulers (in process or over Ray workers) add these up."""
+
     loads: int = 0
     load_seconds: float = 0.0
     calls: int = 0
     cached_calls: int = 0
     cached_tokens: int = 0  # tokens the cache served: work a cold run would generate
+    prompt_tokens: int = 0
     generated_tokens: int = 0
     generate_seconds: float = 0.0
     truncated_prompts: int = 0
+
+    def add(self, other: "EngineStats") -> None:
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
+    def since(self, before: "EngineStats") -> "EngineStats":
+        return EngineStats(**{f.name: getattr(self, f.name) - getattr(before, f.name) for f in fields(self)})
+
+    def count_hit(self, hit: Completion) -> None:
+        """A call the generation cache answered."""
+        self.cached_calls += 1
+        self.cached_tokens += hit.num_tokens
+
+    def as_dict(self) -> dict:
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 class Engine(ABC):
@@ -169,6 +188,7 @@ class Engine(ABC):
                 return
             self.stats.calls += 1
             self.stats.generated_tokens += item[1].num_tokens
+            self.stats.prompt_tokens += item[1].prompt_tokens
             yield item
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Completion]:

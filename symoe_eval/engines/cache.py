@@ -163,8 +163,7 @@ class CachedEngine(Engine):
             if hit is None:
                 misses.append(i)
             else:
-                self.stats.cached_calls += 1
-                self.stats.cached_tokens += hit.num_tokens
+                self.stats.count_hit(hit)
                 self._budget_used(requests[i].params.max_tokens)
                 yield i, hit
         for j, completion in self.inner.iter_generate([requests[i] for i in misses]):

@@ -287,13 +287,14 @@ class HFEngine(Engine):
             **sampling,
         )
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        read = [min(len(p), keep) for p in prompts]
         completions = []
-        for row in new_tokens:
+        for row, prompt_tokens in zip(new_tokens, read):
             ended = [j for j, tok in enumerate(row.tolist()) if tok in self._eos_ids]
             n = ended[0] + 1 if ended else len(row)
             text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
             text, stopped = truncate_at_stop(text, params.stop)
             finish = "stop" if ended or stopped else "length"
-            completions.append(Completion(text=text, num_tokens=n, finish_reason=finish))
+            completions.append(Completion(text=text, num_tokens=n, finish_reason=finish, prompt_tokens=prompt_tokens))
         self._budget_used(len(prompts) * (params.max_tokens - steps.steps))  # what early stops left
         return completions

@@ -141,5 +141,6 @@ class VLLMEngine(Engine):
                     text=best.text,
                     num_tokens=len(best.token_ids),
                     finish_reason="length" if best.finish_reason == "length" else "stop",
+                    prompt_tokens=len(output.prompt_token_ids or []),
                 )
             self._budget_used(sum(r.params.max_tokens for r in chunk))

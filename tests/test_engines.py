@@ -259,3 +259,14 @@ def test_vllm_cuts_an_overlong_prompt_from_the_left(monkeypatch):
         "the question's end<|end|><|assistant|>")
     assert prompts[1] == "<|user|>hi<|end|><|assistant|>" and params[0].max_tokens == 16
     assert engine.stats.truncated_prompts == 1
+
+
+def test_hf_micro_batches_count_copies_of_a_prompt_once():
+    """Repeated samples ride along with their prompt (one prefill), so a batch holds batch_size
+    distinct prompts and all their copies; distinct prompts alone batch as before."""
+    from symoe_eval.engines.hf import HFEngine
+
+    engine = HFEngine(expert("m"), batch_size=2)
+    prompts = [[1], [1], [1], [2], [3], [3], [4]]
+    assert list(engine.micro_batches(list(range(7)), prompts)) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert list(engine.micro_batches([3, 6, 0], prompts)) == [[3, 6], [0]]

@@ -229,12 +229,26 @@ class HFEngine(Engine):
 
         order = sorted(range(len(requests)), key=lambda i: (same(i), len(prompts[i]), prompts[i]))
         for _, same_params in groupby(order, key=same):
-            group = list(same_params)
-            for start in range(0, len(group), self.batch_size):
-                batch = group[start : start + self.batch_size]
+            for batch in self.micro_batches(list(same_params), prompts):
                 texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params,
                                              [requests[i].seed for i in batch])
                 yield from zip(batch, texts)
+
+    def micro_batches(self, order: list[int], prompts: Sequence[Sequence[int]]) -> Iterator[list[int]]:
+        """Runs of ``order`` holding up to ``batch_size`` distinct prompts each, with every copy of
+        them: repeated samples of one prompt count once, as one request with vLLM's ``n`` does
+        (they add decoding rows, not prefill). Copies must be adjacent in ``order``."""
+        batch: list[int] = []
+        distinct = 0
+        for i in order:
+            new = not batch or prompts[i] != prompts[batch[-1]]
+            if new and distinct == self.batch_size:
+                yield batch
+                batch, distinct = [], 0
+            batch.append(i)
+            distinct += new
+        if batch:
+            yield batch
 
     def _left_padded(self, rows: Sequence[Sequence[int]]):
         import torch

@@ -51,8 +51,10 @@ class SymoeLM(LM):
         if evaluation_argument("num_fewshot"):
             log.warning("%s runs zero-shot (the paper's setting): --num_fewshot %s is ignored by symoe_* tasks, "
                         "which pin num_fewshot: 0", type(self).__name__, evaluation_argument("num_fewshot"))
-        self.context = RunContext.create(pool, engine, cache_dir, seed, temperature, max_gen_toks, batch_size, device,
-                                         max_loaded, workers, ray_address, gpus_per_worker)
+        self.context = RunContext.create(
+            pool=pool, engine=engine, cache_dir=cache_dir, seed=seed, temperature=temperature, max_gen_toks=max_gen_toks,
+            batch_size=batch_size, device=device, max_loaded=max_loaded, workers=workers, ray_address=ray_address,
+            gpus_per_worker=gpus_per_worker)
         self.pool: Pool = self.context.pool
         self.backend = self.context.backend
         self.seed = self.context.seed
@@ -82,9 +84,12 @@ class SymoeLM(LM):
         """Keep the history as messages (``--apply_chat_template``), not one model's formatted text."""
         return encode_chat(chat_history)
 
-    def split(self, context: str):
-        """(messages before the question, the question's text) of a request's context."""
-        return split_context(context, evaluation_argument("system_instruction"))
+    @staticmethod
+    def contexts(requests: list[Instance]) -> list[tuple[tuple, str]]:
+        """(messages before the question, the question's text) of each request's context; lm-eval's
+        ``--system_instruction`` is looked up once per call, not once per request."""
+        system = evaluation_argument("system_instruction")
+        return [split_context(req.args[0], system) for req in requests]
 
     # lm-eval's likelihood API does not apply: experts are chat models sampled for reasoning.
     def loglikelihood(self, requests, disable_tqdm: bool = False):

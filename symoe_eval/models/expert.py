@@ -23,14 +23,11 @@ class ExpertLM(SymoeLM):
         self.expert = self.pool.expert(expert)
         self.log_dir = log_dir
 
-    def _request(self, req, sample: int):
-        prefix, prompt = self.split(req.args[0])
-        return self.context.request(self.expert.name, prompt, req.args[1], sample, prefix=prefix)
-
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         calls = [
-            Call(i, self.expert.name, self._request(req, sample))
-            for i, (req, sample) in enumerate(zip(requests, self.sample_indices(requests)))
+            Call(i, self.expert.name, self.context.request(self.expert.name, prompt, req.args[1], sample, prefix=prefix))
+            for i, (req, sample, (prefix, prompt)) in enumerate(zip(requests, self.sample_indices(requests),
+                                                                    self.contexts(requests)))
         ]
         with self.context.scheduler(not disable_tqdm) as scheduler:
             out = scheduler.run("generate", calls)

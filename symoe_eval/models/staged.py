@@ -61,8 +61,7 @@ class StagedLM(SymoeLM):
 
     def questions(self, requests) -> list[Question]:
         out = []
-        for req, repeat in zip(requests, self.sample_indices(requests)):
-            prefix, prompt = self.split(req.args[0])
+        for req, repeat, (prefix, prompt) in zip(requests, self.sample_indices(requests), self.contexts(requests)):
             text = str((req.doc or {}).get(self.question_field, prompt))  # the raw question, else the prompt
             out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, dict(req.args[1]), prefix))
         return out

@@ -154,12 +154,18 @@ def one(args) -> None:
     Path(args.result).write_text(json.dumps(result))
 
 
+HEADER = ("| method | wall s | x moa | loads (distinct) | load s | generate s | calls/q | prompt tok/q | generated tok/q "
+          "| overhead s | accuracy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+
+
 def row(name: str, r: dict, moa: dict) -> str:
+    """One markdown table row (the README quotes the table as printed)."""
     n = r["questions"]
     overhead = r["wall"] - r["load_seconds"] - r["generate_seconds"]
-    return (f"{name:<26} {r['wall']:8.1f} {r['wall'] / moa['wall']:6.2f} {r['loads']:>4} ({r['distinct']}) "
-            f"{r['calls'] / n:8.1f} {r['prompt_tokens'] / n:9.0f} {r['generated_tokens'] / n:8.0f} "
-            f"{overhead:7.1f} ({100 * overhead / r['wall']:4.1f}%) {sum(r['correct']) / n:6.3f}")
+    return (f"| {name} | {r['wall']:.1f} | {r['wall'] / moa['wall']:.2f} | {r['loads']} ({r['distinct']}) "
+            f"| {r['load_seconds']:.1f} | {r['generate_seconds']:.1f} | {r['calls'] / n:.1f} | {r['prompt_tokens'] / n:.0f} "
+            f"| {r['generated_tokens'] / n:.0f} | {overhead:.1f} ({100 * overhead / r['wall']:.1f}%) "
+            f"| {sum(r['correct']) / n:.3f} |")
 
 
 def report(args, results: dict) -> str:
@@ -172,8 +178,7 @@ def report(args, results: dict) -> str:
         f"max {args.max_gen_toks} new tokens, batch size {args.batch_size}, cold generation cache, one process per method",
         f"teams: moa {moa['team']}; discussion {results['discussion rounds=2']['team']}",
         "",
-        f"{'method':<26} {'wall s':>8} {'x moa':>6} {'loads':>9} {'calls/q':>8} {'prompt/q':>9} {'gen/q':>8} "
-        f"{'overhead s':>15} {'acc':>6}",
+        HEADER,
     ]
     lines += [row(name, r, moa) for name, r in results.items()]
     overhead = (symoe["wall"] - symoe["load_seconds"] - symoe["generate_seconds"]) / symoe["wall"]
@@ -184,7 +189,9 @@ def report(args, results: dict) -> str:
         (f"symoe overhead {100 * overhead:.1f}% of wall time (target <= 3%)", overhead <= 0.03),
     ]
     lines += ["", "targets:"] + [f"  [{'met' if ok else 'MISSED'}] {text}" for text, ok in checks]
-    lines += ["", "symoe stages (s): " + ", ".join(f"{k} {v:.1f}" for k, v in symoe["stages"].items())]
+    lines += ["", "stage seconds (model loads included):"]
+    lines += [f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages"].items())
+              for name, r in results.items() if r["stages"]]
     skip = results["symoe aggregate=disagree"]
     paired = paired_result("disagree vs always", skip["correct"], symoe["correct"])
     lines += [

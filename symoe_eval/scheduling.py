@@ -34,6 +34,12 @@ class StageReport:
     seconds: float = 0.0
     calls: int = 0
     order: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0  # read by the engines (cache hits read nothing)
+    generated_tokens: int = 0  # generated in this run (cache hits excluded)
+
+    def count(self, results: dict[Hashable, Completion]) -> None:
+        self.prompt_tokens = sum(c.prompt_tokens for c in results.values())
+        self.generated_tokens = sum(c.num_tokens for c in results.values() if not c.cached)
 
 
 def order_groups(models: Sequence[str], loaded: Sequence[str], later: Sequence[str]) -> list[str]:
@@ -130,6 +136,7 @@ class Scheduler:
                     progress.done()
             self._sync_loaded()
         report.seconds = time.perf_counter() - started
+        report.count(results)
         self.stages.append(report)
         log.info("stage %s: %d calls over %s in %.1fs", stage, len(calls), order, report.seconds)
         return results
@@ -158,7 +165,8 @@ class Scheduler:
             "total_loads": sum(m["loads"] for m in models.values()),
             "distinct_models_loaded": sum(1 for m in models.values() if m["loads"]),
             "stages": [
-                {"name": s.name, "seconds": round(s.seconds, 2), "calls": s.calls, "order": s.order}
+                {"name": s.name, "seconds": round(s.seconds, 2), "calls": s.calls, "prompt_tokens": s.prompt_tokens,
+                 "generated_tokens": s.generated_tokens, "order": s.order}
                 for s in self.stages
             ],
         }

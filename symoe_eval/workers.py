@@ -97,6 +97,7 @@ class RayScheduler(Scheduler):
         with tqdm(total=len(calls), initial=len(results), desc=stage, disable=not self.progress, leave=False) as bar:
             self._drive(dispatcher, calls, results, bar)
         self.stages.append(StageReport(stage, time.perf_counter() - started, len(calls), sorted({c.expert for c in calls})))
+        self.stages[-1].count(results)
         for worker in self.workers:
             self.stages[-1].order.append(f"{worker.name}: {', '.join(worker.holds) or '-'}")
         return results

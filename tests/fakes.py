@@ -75,7 +75,8 @@ class FakeEngine(Engine):
             FakeEngine.log.append(("generate", self.expert.name, len(batch)))
             for i in batch:
                 text = self.respond(self.expert.name, requests[i])
-                yield i, Completion(text, len(text.split()))
+                prompt = sum(len(content.split()) for _, content in requests[i].messages)  # one token a word
+                yield i, Completion(text, len(text.split()), prompt_tokens=prompt)
 
 
 # ------------------------------------------------------------------ vLLM

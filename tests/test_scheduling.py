@@ -78,6 +78,17 @@ def test_fully_cached_groups_do_not_load(tmp_path):
     out = again.run("experts", calls("x", plan))
     assert len(out) == 6 and loads() == []
     assert again.summary()["models"]["a"]["cached_calls"] == 3
+    stage, = again.summary()["stages"]
+    assert (stage["prompt_tokens"], stage["generated_tokens"]) == (0, 0)  # the cache read and wrote nothing
+
+
+def test_stages_count_the_tokens_their_engines_read_and_wrote():
+    s = scheduler()
+    s.run("keywords", calls("kw", [(q, "k") for q in range(3)]))  # prompts "kw 0".. : 2 words each
+    s.run("aggregation", calls("aggregate these", [(0, "a")]))  # 3 words
+    kw, agg = s.summary()["stages"]
+    assert (kw["prompt_tokens"], agg["prompt_tokens"]) == (6, 3)
+    assert kw["generated_tokens"] == sum(m["generated_tokens"] for name, m in s.summary()["models"].items() if name == "k")
 
 
 def test_progress_counts_tokens_inside_a_batch_and_ends_full():

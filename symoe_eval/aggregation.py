@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from symoe_eval.answers import INVALID, extract_answer, strip_thinking
+from symoe_eval.engines.base import GenerationRequest, chat_token_ids
 
 AGGREGATE_INSTRUCTION = (
     "You have been provided with a set of responses from various open-source models to the latest "
@@ -55,7 +56,6 @@ def discussion_prompt(question_prompt: str, own: str, others: Sequence[str], ask
     )
 
 
-DEFAULT_CONTEXT = 32768
 MIN_RESPONSE_TOKENS = 64  # below this a quoted response says nothing; cut the question instead
 MIN_QUESTION_TOKENS = 32
 TEMPLATE_ALLOWANCE = 256  # chat-template tokens a byte count cannot see
@@ -73,9 +73,7 @@ class ChatTokens:
 
     def prompt(self, text: str) -> int:
         """Tokens of ``text`` sent as the user turn, template included."""
-        chat = self.tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
-                                                  add_generation_prompt=True)
-        return len(self._ids(chat))
+        return len(chat_token_ids(self.tokenizer, GenerationRequest.user(text)))
 
     def text(self, text: str) -> int:
         return len(self._ids(text))

@@ -1,17 +1,20 @@
 """Weight files of registered models: packaged files found in installed PyPI packages, multi-part
-GGUF files assembled once under the cache, and SHA-256 checks. Side effects live here, apart
+GGUF files assembled once under the cache, SHA-256 checks, and dense copies of GGUF experts. Side effects live here, apart
 from the pool schema, and run when a model (or tokenizer) loads."""
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 from pathlib import Path
 
 from symoe_eval.atomic import publish, scratch_path
 from symoe_eval.errors import SymoeError
 from symoe_eval.paths import cache_root
 from symoe_eval.registry import EmbeddingSpec, ExpertSpec, Pool, WeightSource
+
+log = logging.getLogger(__name__)
 
 
 def _module_dir(module: str) -> Path | None:
@@ -111,3 +114,67 @@ def resolve_weights(spec: ExpertSpec | EmbeddingSpec) -> tuple[str, str | None]:
         _verified(partial, source.sha256, where)
         publish(partial, target)
     return str(target.parent), target.name
+
+
+def dense_copy_dir(spec: ExpertSpec, gguf_file: str) -> Path:
+    """Where a GGUF expert's de-quantized copy (safetensors, config and tokenizer) lives."""
+    tag = spec.source.sha256 or Path(gguf_file).stem
+    return cache_root() / "dense" / f"{spec.name}-{tag[:16]}"
+
+
+def loadable_weights(spec: ExpertSpec, build_dtype=None) -> tuple[str, str | None]:
+    """Like ``resolve_weights``, but a GGUF expert is read from its dense copy when there is one,
+    so every engine (vLLM included, which cannot take a GGUF without the hub) loads offline from
+    the same folder. ``build_dtype``: make that copy first if it is missing (tens of seconds, once)."""
+    where, gguf_file = resolve_weights(spec)
+    if not gguf_file:
+        return where, None
+    dense = dense_copy_dir(spec, gguf_file)
+    if not (dense / "config.json").exists() and build_dtype is not None:
+        _write_dense_copy(where, gguf_file, dense, build_dtype)
+    return (str(dense), None) if (dense / "config.json").exists() else (where, gguf_file)
+
+
+def _write_dense_copy(folder: str, gguf_file: str, target: Path, dtype) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("de-quantizing %s/%s once into %s", folder, gguf_file, target)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=dtype)
+    # save_pretrained refuses quantized models; the weights are already dense here.
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    scratch = scratch_path(target)
+    model.save_pretrained(scratch)
+    tokenizer.save_pretrained(scratch)
+    publish(scratch, target)
+
+
+# Config fields that bound a model's context, the ones vLLM reads to derive max_model_len.
+CONTEXT_FIELDS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length", "max_sequence_length",
+                  "max_seq_length", "seq_len", "model_max_length")
+
+
+def model_config(spec: ExpertSpec):
+    """The model's transformers config, read from this machine's files alone (never the network,
+    so an offline run does not stall); ``None`` (logged) where it is not here, e.g. a hub id not
+    downloaded yet."""
+    from transformers import AutoConfig
+
+    try:
+        where, gguf_file = loadable_weights(spec)
+        config = AutoConfig.from_pretrained(where, **({"gguf_file": gguf_file} if gguf_file else {}), local_files_only=True,
+                                            trust_remote_code=bool(spec.engine_kwargs.get("trust_remote_code")))
+    except Exception as err:  # noqa: BLE001 - callers fall back to a default
+        log.warning("expert '%s': its config cannot be read here (%s)", spec.name, type(err).__name__)
+        return None
+    return getattr(config, "text_config", None) or config
+
+
+def model_context_length(spec: ExpertSpec) -> int | None:
+    """The context a model's own config declares (the smallest bounding field)."""
+    config = model_config(spec)
+    found = [value for name in CONTEXT_FIELDS if isinstance(value := getattr(config, name, None), int) and value > 0]
+    return min(found) if found else None

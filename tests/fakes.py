@@ -90,7 +90,8 @@ class FakeVLLMState:
 
 
 class _Tokenizer:
-    """One token per character: enough to check counts and cuts."""
+    """One token per character, and a BOS (chr 2) when asked for special tokens, as a Llama-style
+    tokenizer adds one: enough to check counts, cuts and double BOS."""
 
     def apply_chat_template(self, messages, tokenize=True, add_generation_prompt=False):
         assert tokenize is False
@@ -98,17 +99,19 @@ class _Tokenizer:
         return text + ("<|assistant|>" if add_generation_prompt else "")
 
     def encode(self, text, add_special_tokens=True):
-        return [ord(c) for c in text]
+        return [2] * add_special_tokens + [ord(c) for c in text]
 
     def decode(self, ids):
         return "".join(chr(i) for i in ids)
 
 
 def install_fake_vllm(monkeypatch) -> FakeVLLMState:
-    """Put a module named ``vllm`` on sys.modules that mirrors the parts of vLLM's API we use:
+    """Put a module named ``vllm`` on sys.modules that mirrors the parts of vLLM 0.32's API we use:
     ``LLM(model=..., **engine_args)``, ``LLM.get_tokenizer()``, ``LLM.generate(prompts,
-    sampling_params, *, use_tqdm)`` returning ``RequestOutput``-like objects, keyword-only
-    ``SamplingParams`` that reject unknown fields, and the parallel-state teardown functions."""
+    sampling_params, *, use_tqdm)`` returning ``RequestOutput``-like objects (a text prompt is
+    tokenized with special tokens, as vLLM does; a ``{"prompt_token_ids": ...}`` prompt is read as
+    given), ``llm_engine.engine_core.shutdown()``, keyword-only ``SamplingParams`` that reject
+    unknown fields, and the parallel-state teardown functions."""
     state = FakeVLLMState()
 
     class SamplingParams:
@@ -129,14 +132,15 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             self.index, self.text, self.token_ids, self.finish_reason = 0, text, token_ids, finish_reason
 
     class RequestOutput:
-        def __init__(self, prompt, outputs):
-            self.prompt, self.outputs = prompt, outputs
-            self.prompt_token_ids = [ord(c) for c in prompt]  # the fake tokenizer's one token per character
+        def __init__(self, prompt_token_ids, outputs):
+            self.prompt_token_ids, self.outputs = prompt_token_ids, outputs
 
     class LLM:
         def __init__(self, model, **kwargs):
             state.constructed.append({"model": model, **kwargs})
-            self.llm_engine = types.SimpleNamespace(model_executor=object())
+            core = types.SimpleNamespace(shutdown=lambda: state.teardown.append("engine_core.shutdown"))
+            self.max_model_len = kwargs.get("max_model_len") or 32768  # vLLM's own, from the config
+            self.llm_engine = types.SimpleNamespace(engine_core=core, model_config=types.SimpleNamespace(max_model_len=self.max_model_len))
 
         def get_tokenizer(self):
             return _Tokenizer()
@@ -150,13 +154,14 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             state.generate_calls.append((list(prompts), list(sampling_params)))
             outputs = []
             for prompt, params in zip(prompts, sampling_params):
-                if isinstance(prompt, dict):  # a TokensPrompt, as vLLM accepts
-                    prompt = "".join(chr(i) for i in prompt["prompt_token_ids"])
+                ids = prompt["prompt_token_ids"] if isinstance(prompt, dict) else _Tokenizer().encode(prompt)
+                if len(ids) > self.max_model_len:
+                    raise ValueError(f"The decoder prompt (length {len(ids)}) is longer than the maximum model length")
                 # like vLLM: greedy text depends on the prompt alone, sampled text on the request's seed
-                rng = random.Random(f"{prompt}|{None if params.temperature == 0 else params.seed}")
+                rng = random.Random(f"{ids}|{None if params.temperature == 0 else params.seed}")
                 words = [f"tok{rng.randrange(1000)}" for _ in range(min(params.max_tokens, 5))]
                 reason = "length" if params.max_tokens <= 5 else "stop"
-                outputs.append(RequestOutput(prompt, [CompletionOutput(" ".join(words), list(range(len(words))), reason)]))
+                outputs.append(RequestOutput(list(ids), [CompletionOutput(" ".join(words), list(range(len(words))), reason)]))
             return outputs
 
     vllm = types.ModuleType("vllm")

@@ -1,6 +1,7 @@
 """Engine plumbing without real models: the generation cache, the vLLM adapter, the factory."""
 
 import json
+import types
 
 import pytest
 
@@ -98,23 +99,39 @@ def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
          "trust_remote_code": True, "enable_prefix_caching": True, "gpu_memory_utilization": 0.85}
     ]
     (prompts, params), = state.generate_calls  # one batched call for the whole group
-    assert prompts == ["<|user|>q1<|end|><|assistant|>", "<|user|>q2<|end|><|assistant|>"]
+    # token ids without special tokens: the template's text alone, no BOS (chr 2) added by vLLM
+    assert prompts == [{"prompt_token_ids": [ord(c) for c in f"<|user|>{q}<|end|><|assistant|>"]} for q in ("q1", "q2")]
     assert (params[0].temperature, params[0].max_tokens, params[0].stop, params[0].seed) == (0.7, 100, ["###"], batch[0].seed)
     assert (params[1].temperature, params[1].stop) == (0.0, None)
     assert [c.finish_reason for c in out] == ["stop", "length"]
     assert out[1].num_tokens == 4 and engine.stats.calls == 2
-    assert state.teardown == ["destroy_model_parallel", "destroy_distributed_environment"]
+    assert state.teardown == ["engine_core.shutdown", "destroy_model_parallel", "destroy_distributed_environment"]
     assert engine.llm is None
 
 
-def test_vllm_reads_packaged_gguf_files_directly(monkeypatch, tmp_path):
+def test_vllm_loads_a_gguf_expert_from_its_dense_copy_offline(monkeypatch, tmp_path, isolated_cache):
+    """vLLM cannot read a GGUF file without the tokenizer from the hub: it gets the dense copy
+    (config, weights and tokenizer in one folder), and the context its config declares."""
+    import json
+
+    from symoe_eval.engines.vllm import kv_bytes_per_token
+    from symoe_eval.weights import dense_copy_dir
+
     state = install_fake_vllm(monkeypatch)
     (tmp_path / "m.gguf").write_bytes(b"x")
     spec = expert("g").__class__(name="g", model="org/g-instruct", source=WeightSource(path=str(tmp_path), gguf_file="m.gguf"))
+    config = {"model_type": "llama", "max_position_embeddings": 2048, "num_hidden_layers": 2, "hidden_size": 64,
+              "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 100}
+    dense = dense_copy_dir(spec, "m.gguf")
+    dense.mkdir(parents=True)
+    (dense / "config.json").write_text(json.dumps(config))
     with make_engine(spec, backend="vllm") as engine:
         engine.generate(requests(1))
-    assert state.constructed[0]["model"] == str(tmp_path / "m.gguf")
-    assert state.constructed[0]["tokenizer"] == "org/g-instruct"
+    built = state.constructed[0]
+    assert built["model"] == str(dense) and "tokenizer" not in built
+    assert built["max_model_len"] == 2048 == engine.context_limit()
+    per_token = kv_bytes_per_token(types.SimpleNamespace(**config), 2)
+    assert built["kv_cache_memory_bytes"] >= per_token * 2048  # at least one full sequence, in bytes
 
 
 def test_vllm_chunks_long_groups_so_a_kill_loses_little(monkeypatch, tmp_path):
@@ -257,7 +274,7 @@ def test_vllm_cuts_an_overlong_prompt_from_the_left(monkeypatch):
     (prompts, params), = state.generate_calls
     assert len(prompts[0]["prompt_token_ids"]) == 48 and "".join(map(chr, prompts[0]["prompt_token_ids"])).endswith(
         "the question's end<|end|><|assistant|>")
-    assert prompts[1] == "<|user|>hi<|end|><|assistant|>" and params[0].max_tokens == 16
+    assert prompts[1] == {"prompt_token_ids": [ord(c) for c in "<|user|>hi<|end|><|assistant|>"]} and params[0].max_tokens == 16
     assert engine.stats.truncated_prompts == 1
 
 

@@ -41,6 +41,16 @@ def test_shipped_pools():
     assert all(paper.expert(n).generation.max_gen_toks == 32768 for n in reasoning)
 
 
+def test_every_paper16_expert_declares_its_context_so_fitting_knows_it_before_any_download():
+    """12 of the 16 declared none, and quoting prompts of the 4k/8k models were fitted to 32768."""
+    from symoe_eval.engines import engine_class
+
+    paper = load_pool("paper16")
+    limits = {name: engine_class("vllm")(spec).context_limit() for name, spec in paper.experts.items()}
+    assert all(spec.engine_kwargs.get("max_model_len") for spec in paper.experts.values())
+    assert (limits["gemma-2-9b"], limits["bio-medical-llama-3-8b"], limits["qwen2.5-math-7b"]) == (8192, 8192, 4096)
+
+
 def test_tiny_cpu_pool_is_installed_and_resolves(tiny_cpu_weights):
     pool = load_pool("tiny-cpu")
     assert len(pool.experts) >= 2 and pool.tagged("keyword_model")

@@ -58,13 +58,13 @@ def engine_class(name: str) -> type[Engine]:
 
 
 def pick_backend(requested: str = "auto") -> str:
-    """``auto``: the available backend with the highest ``auto_priority`` (vLLM where it is
-    installed and a GPU is present, transformers otherwise)."""
+    """``auto``: the available backend ranked highest here (``auto_priority_here``: vLLM where it
+    is installed and a GPU is present, transformers otherwise)."""
     if requested != "auto":
         engine_class(requested)
         return requested
-    ranked = sorted(ENGINES, key=lambda n: -engine_class(n).auto_priority)
-    return next(n for n in ranked if engine_class(n).auto_priority >= 0 and engine_class(n).available())
+    ranked = sorted(ENGINES, key=lambda n: -engine_class(n).auto_priority_here())
+    return next(n for n in ranked if engine_class(n).auto_priority_here() >= 0 and engine_class(n).available())
 
 
 def make_engine(

@@ -12,6 +12,7 @@ import logging
 import time
 from abc import ABC
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from symoe_eval.errors import SymoeError
@@ -20,6 +21,9 @@ from symoe_eval.registry import ExpertSpec
 log = logging.getLogger(__name__)
 
 Message = tuple[str, str]  # (role, content)
+
+# A model's context when neither its pool entry nor its own config says (fake and custom engines).
+DEFAULT_CONTEXT = 32768
 
 
 @dataclass(frozen=True)
@@ -122,11 +126,17 @@ class Engine(ABC):
         self.stats = EngineStats()
         self._on_budget: Callable[[int], None] | None = None
         self._loaded = False
+        self._context: int | None = 0  # 0: not looked up yet
 
     @classmethod
     def available(cls) -> bool:
         """Whether ``engine=auto`` may pick this backend here (installed, with its hardware)."""
         return False
+
+    @classmethod
+    def auto_priority_here(cls) -> int:
+        """``auto_priority`` on this machine (a backend may rank itself by the hardware it finds)."""
+        return cls.auto_priority
 
     @property
     def backend_kwargs(self) -> dict:
@@ -161,6 +171,24 @@ class Engine(ABC):
         """The expert's tokenizer (``encode``, ``decode``, ``apply_chat_template``), loadable
         without the model, so prompts can be fitted to the context before any model loads."""
         raise NotImplementedError(f"{type(self).__name__} cannot count tokens")
+
+    def context_limit(self) -> int:
+        """The model's context in tokens, known before it loads, and the one value both prompt
+        fitting upstream and this engine's last-resort cut use: ``declared_context_limit``, else
+        DEFAULT_CONTEXT."""
+        return self.declared_context_limit() or DEFAULT_CONTEXT
+
+    def declared_context_limit(self) -> int | None:
+        """The pool's ``max_model_len`` (for this backend or generic), else what the backend reads
+        from the model's files on this machine; ``None`` when neither says."""
+        if self._context == 0:
+            configured = self.backend_kwargs.get("max_model_len") or self.expert.engine_kwargs.get("max_model_len")
+            self._context = int(configured or self._model_context_limit() or 0) or None
+        return self._context
+
+    def _model_context_limit(self) -> int | None:
+        """The model's own limit (its config), where the backend can read it."""
+        return None
 
     # ---------------------------------------------------------------- generation
 
@@ -230,6 +258,34 @@ class Engine(ABC):
         if self.loaded:
             self.unload()
         return False
+
+
+def chat_token_ids(tokenizer, request: GenerationRequest) -> list[int]:
+    """A request's chat-templated prompt as token ids, encoded without special tokens: the
+    template writes them itself (a tokenizer that also adds a BOS would give two). Every engine
+    feeds the model these ids."""
+    text = tokenizer.apply_chat_template(request.chat(), tokenize=False, add_generation_prompt=True)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def cpu_has_bf16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def pick_dtype(requested: str | None, device: str):
+    """``auto``: bf16 on GPUs and on CPUs with native bf16 (2-3x faster there), else fp32."""
+    import torch
+
+    if requested and requested != "auto":
+        return getattr(torch, requested)
+    if device.startswith("cuda") or cpu_has_bf16():
+        return torch.bfloat16
+    return torch.float32
+
 
 
 def load_error(name: str, where: str, err: Exception) -> SymoeError:

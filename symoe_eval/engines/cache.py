@@ -147,6 +147,9 @@ class CachedEngine(Engine):
     def load_tokenizer(self):
         return self.inner.load_tokenizer()
 
+    def declared_context_limit(self) -> int | None:
+        return self.inner.declared_context_limit()
+
     def report_budget_to(self, callback) -> None:
         super().report_budget_to(callback)
         self.inner.report_budget_to(callback)

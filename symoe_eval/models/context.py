@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from symoe_eval.aggregation import DEFAULT_CONTEXT, ChatTokens, Fitted, aggregate_prompt, fit_prompt
+from symoe_eval.aggregation import ChatTokens, Fitted, aggregate_prompt, fit_prompt
 from symoe_eval.engines import Engine, GenerationCache, GenerationRequest, SamplingParams, engine_class, make_engine, pick_backend
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.sampling import sampling_for
@@ -59,6 +59,7 @@ class RunContext:
     gpus_per_worker: float | None = None
     truncated_responses: int = 0
     truncated_questions: int = 0
+    _readers: dict[str, Engine] = field(default_factory=dict, repr=False)  # unloaded: tokenizer, context
     _counters: dict[str, ChatTokens] = field(default_factory=dict, repr=False)
 
     @classmethod
@@ -123,10 +124,17 @@ class RunContext:
         """``prefix``: messages before the user turn (a system message, few-shot turns)."""
         return GenerationRequest((*prefix, ("user", prompt)), self.sampling(expert, gen_kwargs, max_tokens), sample)
 
+    def reader(self, expert: str) -> Engine:
+        """An engine of the expert that is never loaded, kept for the run: what it knows without
+        the model (tokenizer, context limit) is what the loaded engine will use."""
+        if expert not in self._readers:
+            self._readers[expert] = self.engine(expert)
+        return self._readers[expert]
+
     def token_counter(self, expert: str) -> ChatTokens:
         """The expert's tokenizer (loaded alone, without the model), kept for the run."""
         if expert not in self._counters:
-            self._counters[expert] = ChatTokens(self.engine(expert).load_tokenizer())
+            self._counters[expert] = ChatTokens(self.reader(expert).load_tokenizer())
         return self._counters[expert]
 
     def synthesis_request(self, expert: str, prompt: str, responses: Sequence[str], gen_kwargs: dict | None, sample: int,
@@ -135,7 +143,7 @@ class RunContext:
         """A prompt quoting ``responses`` (the aggregate-and-synthesize prompt by default), fitted
         to the reader's context with its own tokenizer (see ``fit_prompt``); cuts are counted."""
         params = self.sampling(expert, gen_kwargs, max_tokens)
-        room = int(self.pool.expert(expert).engine_kwargs.get("max_model_len") or DEFAULT_CONTEXT) - params.max_tokens
+        room = self.reader(expert).context_limit() - params.max_tokens
         fitted: Fitted = fit_prompt(build, prompt, responses, room, lambda: self.token_counter(expert))
         if fitted.responses_cut or fitted.question_cut:
             self.truncated_responses += fitted.responses_cut

@@ -15,7 +15,8 @@ from pathlib import Path
 import torch
 
 from symoe_eval.engines import GenerationRequest, SamplingParams
-from symoe_eval.engines.hf import HFEngine, pick_dtype
+from symoe_eval.engines.base import pick_dtype
+from symoe_eval.engines.hf import HFEngine
 from symoe_eval.registry import load_pool
 from symoe_eval.weights import resolve_weights
 

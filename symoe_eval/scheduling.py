@@ -42,13 +42,45 @@ class StageReport:
         self.generated_tokens = sum(c.num_tokens for c in results.values() if not c.cached)
 
 
-def order_groups(models: Sequence[str], loaded: Sequence[str], later: Sequence[str]) -> list[str]:
+def following_stages(later: Sequence[str] | Sequence[Sequence[str]]) -> list[list[str]]:
+    """``later`` as a list of stages, each the models it needs: a flat list of names is the next
+    stage alone."""
+    if not later:
+        return []
+    return [list(later)] if isinstance(later[0], str) else [list(stage) for stage in later]
+
+
+def loads_after(end: str | None, stages: Sequence[Sequence[str]]) -> int:
+    """The fewest loads ``stages`` need with one model resident, ``end`` loaded before them: each
+    stage runs the loaded model first when it has it, and may end on any of its models."""
+    best = {end: 0}
+    for models in stages:
+        best = {last: min(loads + len(models) - (prev in models and (prev != last or len(models) == 1))
+                          for prev, loads in best.items())
+                for last in models}
+    return min(best.values(), default=0)
+
+
+def order_groups(models: Sequence[str], loaded: Sequence[str], later=(), resident: int = 2) -> list[str]:
     """Loaded models first (most recently loaded first), then the rest by name, then the models
-    the next stage needs, the one it needs first placed last."""
+    the next stage needs, the one it needs first placed last. With one resident model and stages
+    known beyond the next, the last group is the one that leaves the fewest loads in all (a MoA
+    round ending on the aggregator would make the last round reload it)."""
+    stages = following_stages(later)
+    upcoming = stages[0] if stages else []
     first = [m for m in reversed(loaded) if m in models]
-    last = [m for m in reversed(list(dict.fromkeys(later))) if m in models and m not in first]
+    last = [m for m in reversed(list(dict.fromkeys(upcoming))) if m in models and m not in first]
     middle = sorted(m for m in models if m not in first and m not in last)
-    return first + middle + last
+    order = first + middle + last
+    if resident > 1 or len(stages) < 2:
+        return order
+
+    def total(end: str) -> int:
+        here = len(order) - bool(first and (end != first[0] or len(order) == 1))
+        return here + loads_after(end, stages)
+
+    end = min(reversed(order), key=total)  # ties keep the rule above
+    return [m for m in order if m != end] + [end]
 
 
 def pick_victim(loaded: Sequence[str], upcoming: Sequence[str]) -> str:
@@ -114,21 +146,23 @@ class Scheduler:
             self.engines[victim].unload()
             self._loaded_order.remove(victim)
 
-    def run(self, stage: str, calls: Sequence[Call], later: Sequence[str] = ()) -> dict[Hashable, Completion]:
-        """Run every call of one stage; ``later`` names the models the following stages need."""
+    def run(self, stage: str, calls: Sequence[Call], later=()) -> dict[Hashable, Completion]:
+        """Run every call of one stage; ``later`` names the models the following stages need: a
+        list of names (the next stage) or a list of stages."""
         started = time.perf_counter()
         groups: dict[str, list[Call]] = {}
         for call in calls:
             groups.setdefault(call.expert, []).append(call)
         self._sync_loaded()
-        order = order_groups(list(groups), self._loaded_order, later)
+        order = order_groups(list(groups), self._loaded_order, later, self.max_loaded)
+        upcoming_models = [m for following in following_stages(later) for m in following]
         report = StageReport(stage, calls=len(calls), order=order)
         results: dict[Hashable, Completion] = {}
         for position, model in enumerate(order):
             group = groups[model]
             requests = [c.request for c in group]
             if self._needs_load(model, requests):
-                self._make_room(model, order[position + 1 :] + list(later))
+                self._make_room(model, order[position + 1 :] + upcoming_models)
             engine = self.engine(model)
             with GroupProgress(f"{stage}: {model}", requests, engine, enabled=self.progress) as progress:
                 for i, completion in engine.iter_generate(requests):

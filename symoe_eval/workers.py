@@ -90,7 +90,7 @@ class RayScheduler(Scheduler):
 
     # ---------------------------------------------------------------- one stage
 
-    def run(self, stage: str, calls: Sequence[Call], later: Sequence[str] = ()) -> dict[Hashable, Completion]:
+    def run(self, stage: str, calls: Sequence[Call], later=()) -> dict[Hashable, Completion]:
         started = time.perf_counter()
         results, chunks = self._serve_from_cache(calls)
         dispatcher = Dispatcher(chunks, self.load_cost)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 import sys
 import types
@@ -17,6 +18,19 @@ def draw(request) -> random.Random:
     seed at all when greedy. Never the sample index, which no real engine sees."""
     seed = None if request.params.greedy else request.seed
     return random.Random(f"{request.messages}|{seed}")
+
+
+def fewest_loads(stages: list[list[str]], loaded=None) -> int:
+    """The fewest model loads that run these stages with one model resident, found by trying
+    every order of every stage's groups (a reference for the scheduler; small plans only)."""
+    if not stages:
+        return 0
+    best = None
+    for order in itertools.permutations(stages[0]):
+        here = sum(1 for i, m in enumerate(order) if m != (order[i - 1] if i else loaded))
+        total = here + fewest_loads(stages[1:], order[-1])
+        best = total if best is None else min(best, total)
+    return best
 
 
 def expert(name: str, **kwargs) -> ExpertSpec:

@@ -104,7 +104,7 @@ def fitted_quote(pool) -> dict:
         seen = spy_on_prompts(engine)
         engine.generate([request])
         read = engine.llm.get_tokenizer().decode(seen[0])
-        limit, cut_by_engine = engine.context_limit(), engine.stats.truncated_prompts
+        limit, cut_by_engine = engine.llm.llm_engine.model_config.max_model_len, engine.stats.truncated_prompts
     return {"limit": limit, "prompt_tokens": len(seen[0]), "cut_by_engine": cut_by_engine,
             "responses_cut": context.truncated_responses, "has_instruction": read.count(AGGREGATE_INSTRUCTION[:80]),
             "blocks": [read.count(f"### Model {i}'s response:") for i in (1, 2, 3)],

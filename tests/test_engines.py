@@ -95,8 +95,8 @@ def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
     with engine:
         out = engine.generate(batch)
     assert state.constructed == [
-        {"model": "org/big", "seed": 3, "dtype": "bfloat16", "max_model_len": 16000,
-         "trust_remote_code": True, "enable_prefix_caching": True, "gpu_memory_utilization": 0.85}
+        {"model": "org/big", "seed": 3, "dtype": "bfloat16", "max_model_len": 16000, "trust_remote_code": True,
+         "enable_prefix_caching": True, "enforce_eager": True, "gpu_memory_utilization": 0.85}  # eager: no GPU here
     ]
     (prompts, params), = state.generate_calls  # one batched call for the whole group
     # token ids without special tokens: the template's text alone, no BOS (chr 2) added by vLLM

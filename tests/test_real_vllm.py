@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
+from fakes import fewest_loads
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 CHECKS = Path(__file__).with_name("real_vllm_checks.py")
@@ -75,17 +76,6 @@ def pool_file(tmp: Path, name: str, experts: dict[str, tuple[Path, str]]) -> Pat
     path = tmp / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def fewest_loads(stages: list[list[str]], resident: int = 1) -> int:
-    """The fewest loads that run these stages' model groups in some order with one model resident."""
-    best = {None: 0}  # the model loaded at the end of the stages so far -> loads
-    for models in stages:
-        # the model loaded before goes first and saves its load, unless it must also go last
-        best = {last: min(loads + len(models) - (prev in models and (prev != last or len(models) == 1))
-                          for prev, loads in best.items())
-                for last in models}
-    return min(best.values())
 
 
 def test_symoe_through_stock_lm_eval_on_vllm(tmp_path, data_dir):

@@ -127,7 +127,7 @@ class StagedLM(SymoeLM):
                 for q in questions
                 for slot, name in enumerate(teams[q.task])
             ]
-            out = scheduler.run(stage(rnd), calls, later=members if rnd + 1 < rounds else list(after))
+            out = scheduler.run(stage(rnd), calls, later=[members] * (rounds - rnd - 1) + [list(after)])
             for q in questions:
                 history[q.key].append([out[(q.key, s)].text for s in range(len(teams[q.task]))])
         return history

@@ -5,7 +5,8 @@ sampled at T=0.7 with per-request seeds, ``--new-tokens`` each, one expert of ti
 - ``hf``: our transformers engine (what ``engine=auto`` picks on a CPU);
 - ``vllm (ours)``: our VLLMEngine (in-process engine core, eager, KV cache sized for CPU);
 - ``vllm.LLM.generate``: the same loaded LLM called directly with the same token ids and
-  SamplingParams, alternated with ours: the adapter's overhead (prompt building, stats, cache);
+  SamplingParams (and vLLM's progress bar, as ours shows it), alternated with ours: the adapter's
+  overhead (prompt building, sampling params, stats); its own host work is also timed alone;
 - ``vllm multiprocess``: vLLM's default mode (``VLLM_ENABLE_V1_MULTIPROCESSING=1``, a separate
   engine-core process) in a child process, called directly: what reproducible seeds cost;
   ``same texts`` says whether its two identical calls drew the same texts.
@@ -61,8 +62,10 @@ def adapter_rows(spec, requests, rounds: int) -> list[dict]:
     tokenizer = engine.llm.get_tokenizer()
     prompts = [{"prompt_token_ids": chat_token_ids(tokenizer, r)} for r in requests]
     params = [VLLMEngine.sampling_params(r) for r in requests]
-    direct = lambda: engine.llm.generate(prompts, params, use_tqdm=False)  # noqa: E731
+    direct = lambda: engine.llm.generate(prompts, params, use_tqdm=True)  # noqa: E731
     ours = lambda: engine.generate(requests)  # noqa: E731
+    host_s, _ = timed(lambda: [({"prompt_token_ids": chat_token_ids(tokenizer, r)}, VLLMEngine.sampling_params(r))
+                               for r in requests])
     direct()  # warm-up: prefix cache and kernels are then alike for both
     times = {"ours": [], "direct": []}
     for _ in range(rounds):
@@ -71,7 +74,8 @@ def adapter_rows(spec, requests, rounds: int) -> list[dict]:
             times[name].append(seconds)
             tokens = sum(c.num_tokens for c in out) if name == "ours" else sum(len(o.outputs[0].token_ids) for o in out)
     engine.unload()
-    return [{"row": "vllm (ours)", "load_s": load_s, "generate_s": statistics.median(times["ours"]), "tokens": tokens},
+    return [{"row": "vllm (ours)", "load_s": load_s, "generate_s": statistics.median(times["ours"]), "tokens": tokens,
+             "host_s": host_s, "spread": (min(times["direct"]), max(times["direct"]))},
             {"row": "vllm.LLM.generate", "load_s": load_s, "generate_s": statistics.median(times["direct"]), "tokens": tokens}]
 
 
@@ -120,7 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--expert", default="smollm2-135m")
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -133,7 +137,10 @@ def main() -> None:
     ours, direct = rows[1]["generate_s"], rows[2]["generate_s"]
     text = (f"{len(requests)} symoe_demo requests, {args.expert}, T=0.7, {args.new_tokens} new tokens, batch size 8, "
             f"{os.cpu_count()} CPU cores; vllm rows: median of {args.rounds} alternated calls\n\n{table(rows)}\n\n"
-            f"adapter overhead: {100 * (ours - direct) / direct:+.1f}% of the direct call's time; "
+            f"adapter overhead: {100 * (ours - direct) / direct:+.1f}% of the direct call's time (the direct call "
+            f"itself ranged {rows[1]['spread'][0]:.1f}-{rows[1]['spread'][1]:.1f} s over the rounds); the adapter's "
+            f"own host work (prompt ids, sampling params) {1000 * rows[1]['host_s']:.0f} ms = "
+            f"{100 * rows[1]['host_s'] / direct:.2f}%; "
             f"vLLM (ours) / hf tokens/s: {(rows[1]['tokens'] / ours) / (rows[0]['tokens'] / rows[0]['generate_s']):.2f}")
     print(text)
     if args.out:

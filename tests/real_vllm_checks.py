@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 
 import psutil
 
@@ -78,15 +79,18 @@ def prompt_ids(pool) -> dict:
 
 
 def seeded_texts(pool) -> dict:
-    """Sampled texts of 4 samples of one prompt and one other prompt, from two generate calls."""
+    """Sampled texts of 4 samples of one prompt and one other prompt, from two generate calls, in
+    a batch of more prompt tokens than one step of vLLM's default token budget holds."""
     spec = pool.expert(next(iter(pool.experts)))
     params = SamplingParams(temperature=0.7, max_tokens=24, seed=0)
     requests = [GenerationRequest.user("Name a colour and say why you like it.", params, sample_index=s) for s in range(4)]
     requests.append(GenerationRequest.user("Name a city.", params))
+    filler = " ".join(f"fact {i}: plants need light." for i in range(40))
+    requests += [GenerationRequest.user(f"{i}. {filler} Summarise.", replace(params, max_tokens=2)) for i in range(24)]
     with make_engine(spec, "vllm") as engine:
         first = [c.text for c in engine.generate(requests)]
         second = [c.text for c in engine.generate(requests[::-1])][::-1]  # other batch order
-    return {"first": first, "second": second}
+    return {"first": first[:5], "second": second[:5], "prompt_tokens": engine.stats.prompt_tokens // 2}
 
 
 def fitted_quote(pool) -> dict:

@@ -11,7 +11,6 @@ import inspect
 import logging
 from dataclasses import replace
 from itertools import groupby
-from pathlib import Path
 from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import (
@@ -24,7 +23,6 @@ from symoe_eval.engines.base import (
     truncate_at_stop,
 )
 from symoe_eval.errors import SymoeError
-from symoe_eval.paths import cache_root
 from symoe_eval.registry import ExpertSpec
 from symoe_eval.weights import loadable_weights, model_context_length, resolve_weights
 

@@ -96,7 +96,9 @@ def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
         out = engine.generate(batch)
     assert state.constructed == [
         {"model": "org/big", "seed": 3, "dtype": "bfloat16", "max_model_len": 16000, "trust_remote_code": True,
-         "enable_prefix_caching": True, "enforce_eager": True, "gpu_memory_utilization": 0.85}  # eager: no GPU here
+         "enable_prefix_caching": True, "gpu_memory_utilization": 0.85,
+         # no GPU here: eager, and every prompt prefilled in one step (chunked prefill crashes seeded sampling)
+         "enforce_eager": True, "enable_chunked_prefill": False, "max_num_batched_tokens": 16000}
     ]
     (prompts, params), = state.generate_calls  # one batched call for the whole group
     # token ids without special tokens: the template's text alone, no BOS (chr 2) added by vLLM
@@ -226,14 +228,59 @@ def test_malformed_cache_lines_are_skipped_counted_and_named(tmp_path, caplog):
     from symoe_eval.engines import Completion, GenerationCache
 
     GenerationCache(tmp_path).put("m", "good", Completion("fine", 2))
-    with open(tmp_path / "m.jsonl", "a") as fh:
-        fh.write('{"key": "nofield", "text": "x"}\n[1, 2]\n"just a string"\n{"key": 5, "text": "x", "num_tokens": 1}\n')
+    with open(tmp_path / "m.jsonl", "ab") as fh:  # the last line is not UTF-8 (a traceback before)
+        fh.write(b'{"key": "nofield", "text": "x"}\n[1, 2]\n"just a string"\n{"key": 5, "text": "x", "num_tokens": 1}\n\xff\n')
     cache = GenerationCache(tmp_path)
     with caplog.at_level("WARNING"):
         assert cache.get("m", "nofield") is None and cache.get("m", "good").text == "fine"
-    assert cache.skipped_lines == 4
+    assert cache.skipped_lines == 5
     assert [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()] == [
-        f"generation cache {tmp_path / 'm.jsonl'}: skipped 4 unreadable line(s); they are regenerated"]
+        f"generation cache {tmp_path / 'm.jsonl'}: skipped 5 unreadable line(s); a request they answered is "
+        "generated again when a run asks for it"]
+
+
+def test_a_write_torn_by_a_full_disk_is_cut_back_and_warned_about_once(tmp_path, monkeypatch, caplog):
+    """The record half-written at a full disk stayed in the file's middle for ever (skipped and
+    warned about on every later run), and each failed record printed its own warning."""
+    import builtins
+    import os
+
+    import symoe_eval.engines.cache as cache_module
+    from symoe_eval.engines import Completion, GenerationCache
+
+    cache = GenerationCache(tmp_path)
+    cache.put("m", "k1", Completion("one", 1))
+    whole = (tmp_path / "m.jsonl").read_bytes()
+
+    class FullDisk:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):  # half the record reaches the disk, then ENOSPC
+            self.fh.write(data[: len(data) // 2])
+            self.fh.flush()
+            raise OSError(28, os.strerror(28))
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.fh.__exit__(*exc)
+
+    monkeypatch.setattr(cache_module, "open", lambda *a, **k: FullDisk(builtins.open(*a, **k)), raising=False)
+    with caplog.at_level("WARNING"):
+        cache.put("m", "k2", Completion("two", 1))
+        cache.put("m", "k3", Completion("three", 1))
+    assert (tmp_path / "m.jsonl").read_bytes() == whole  # cut back to the last whole record
+    assert cache.failed_writes == 2 and cache.get("m", "k3").text == "three"  # kept in memory
+    assert len([r for r in caplog.records if "write failed" in r.getMessage()]) == 1
+    monkeypatch.undo()
+    cache.put("m", "k4", Completion("four", 1))  # room again
+    reread = GenerationCache(tmp_path)
+    assert reread.get("m", "k4").text == "four" and reread.skipped_lines == 0
 
 
 def test_unwritable_cache_fails_before_loading_and_a_failed_write_keeps_the_generation(tmp_path, monkeypatch):

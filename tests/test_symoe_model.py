@@ -157,7 +157,11 @@ def test_missing_profile_and_bad_arguments(setup):
     ({"k": "abc"}, "model_args k=abc: expected an integer >= 1"),
     ({"k": "0"}, "model_args k=0: expected an integer >= 1"),
     ({"seed": "x"}, "model_args seed=x: expected an integer"),
-    ({"temperature": "-1"}, "model_args temperature=-1: expected a number >= 0"),
+    ({"temperature": "-1"}, "model_args temperature=-1: expected a finite number >= 0"),
+    ({"temperature": "nan"}, "model_args temperature=nan: expected a finite number >= 0"),  # was accepted
+    ({"temperature": float("inf")}, "model_args temperature=inf: expected a finite number >= 0"),
+    ({"k": 1.5}, "model_args k=1.5: expected an integer >= 1"),  # lm-eval hands 1.5 as a float: was k=1
+    ({"k": "1.5"}, "model_args k=1.5: expected an integer >= 1"),
     ({"max_gen_toks": "0"}, "model_args max_gen_toks=0: expected an integer >= 1"),
     ({"max_loaded": "two"}, "model_args max_loaded=two: expected an integer >= 1"),
 ])
@@ -165,6 +169,14 @@ def test_bad_model_args_name_the_argument_and_its_range(setup, args, message):
     with pytest.raises(SymoeError) as err:
         model(setup, **args)
     assert str(err.value) == message
+
+
+def test_integer_model_args_take_whole_floats_and_big_seeds_exactly():
+    from symoe_eval.models.context import model_arg
+
+    assert model_arg("k", 2.0) == 2 and model_arg("k", "3") == 3
+    assert model_arg("seed", str(2**62 + 1)) == 2**62 + 1
+    assert model_arg("temperature", "0.7", float) == 0.7
 
 
 def test_a_profile_missing_a_field_names_the_file_and_field(setup):

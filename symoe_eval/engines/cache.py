@@ -7,6 +7,7 @@ at once; the model is not even loaded when every request is already cached.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -51,6 +52,7 @@ class GenerationCache:
         self._lock = threading.Lock()
         self.skipped_lines = 0
         self.failed_writes = 0
+        self._unwritable: set[str] = set()
 
     def _file(self, expert: str) -> Path:
         return self.directory / f"{expert}.jsonl"
@@ -71,11 +73,11 @@ class GenerationCache:
             found: dict[str, dict] = {}
             path, bad = self._file(expert), 0
             if path.exists():
-                with open(path) as fh:
+                with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is one more bad line
                     for line in fh:
                         try:
                             row = json.loads(line)
-                        except ValueError:
+                        except ValueError:  # UnicodeDecodeError included
                             row = None
                         if _valid(row):
                             found[row["key"]] = row
@@ -83,7 +85,8 @@ class GenerationCache:
                             bad += 1
             if bad:
                 self.skipped_lines += bad
-                log.warning("generation cache %s: skipped %d unreadable line(s); they are regenerated", path, bad)
+                log.warning("generation cache %s: skipped %d unreadable line(s); a request they answered is "
+                            "generated again when a run asks for it", path, bad)
             self._entries[expert] = found
         return self._entries[expert]
 
@@ -106,20 +109,29 @@ class GenerationCache:
                 self._append(self._file(expert), json.dumps(row))
             except OSError as err:
                 self.failed_writes += 1
-                log.warning("generation cache %s: write failed (%s); keeping the generation in memory only",
-                            self._file(expert), err.strerror)
+                if expert not in self._unwritable:  # one warning per file: a full disk fails every record
+                    self._unwritable.add(expert)
+                    log.warning("generation cache %s: write failed (%s); this run keeps its new generations for "
+                                "this file in memory only (counted in failed_writes)", self._file(expert), err.strerror)
 
     @staticmethod
     def _append(path: Path, line: str) -> None:
-        """One record per line, starting a fresh line when a killed run left a torn tail."""
+        """One record per line, starting a fresh line when a killed run left a torn tail; a write
+        that fails (a full disk) is cut back off, so no torn record stays in the file's middle."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab+") as fh:
+            size = fh.seek(0, os.SEEK_END)
             torn = False
-            if fh.seek(0, os.SEEK_END) > 0:
+            if size > 0:
                 fh.seek(-1, os.SEEK_END)
                 torn = fh.read(1) != b"\n"
-            fh.write((b"\n" if torn else b"") + line.encode() + b"\n")
-            fh.flush()
+            try:
+                fh.write((b"\n" if torn else b"") + line.encode() + b"\n")
+                fh.flush()
+            except OSError:
+                with contextlib.suppress(OSError):
+                    fh.truncate(size)
+                raise
 
 
 class CachedEngine(Engine):

@@ -5,6 +5,7 @@ and the profiler are thin adapters around it, so a stage built once serves both.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -23,15 +24,17 @@ NO_CACHE = ("", "none", "off", "false")
 
 
 def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = None, optional: bool = False):
-    """A --model_args value as ``kind``, or one line naming the argument and its valid range."""
+    """A --model_args value as ``kind``, or one line naming the argument and its valid range:
+    NaN and infinities are refused, and an integer argument refuses a fraction (``k=1.5``)."""
     if optional and value in (None, "", "None", "none"):
         return None
-    valid = ("an integer" if kind is int else "a number") + (f" >= {minimum}" if minimum is not None else "")
+    valid = ("an integer" if kind is int else "a finite number") + (f" >= {minimum}" if minimum is not None else "")
     try:
-        converted = kind(value)
-    except (TypeError, ValueError):
+        number = float(value)
+        converted = int(number) if kind is int and isinstance(value, float) else kind(value)
+    except (TypeError, ValueError, OverflowError):
         raise SymoeError(f"model_args {name}={value}: expected {valid}") from None
-    if minimum is not None and converted < minimum:
+    if not math.isfinite(number) or (kind is int and not number.is_integer()) or (minimum is not None and converted < minimum):
         raise SymoeError(f"model_args {name}={value}: expected {valid}")
     return converted
 

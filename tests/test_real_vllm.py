@@ -82,7 +82,8 @@ def test_symoe_through_stock_lm_eval_on_vllm(tmp_path, data_dir):
     """The main job on the GPU path, for real: keywords, experts and aggregation on vLLM, each
     model loaded as few times as one resident model allows, answers scored by lm-eval."""
     out = tmp_path / "out"
-    done = run_cli(["lm_eval", "--model", "symoe", "--model_args", f"pool=tiny-cpu,engine=vllm,cache_dir={tmp_path / 'gen'}",
+    lm_eval = str(Path(sys.executable).with_name("lm_eval"))  # this venv's, whatever PATH says
+    done = run_cli([lm_eval, "--model", "symoe", "--model_args", f"pool=tiny-cpu,engine=vllm,cache_dir={tmp_path / 'gen'}",
                     "--tasks", "symoe_demo", "--limit", "3", "--batch_size", "8", "--output_path", str(out)],
                    cwd=tmp_path, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -87,7 +87,8 @@ def cmd_compare(args) -> int:
     from symoe_eval.compare import compare_runs, render
     from symoe_eval.runs import load_run
 
-    a, b = (load_run(p, args.metric, args.filter, pick) for p, pick in ((args.run_a, args.pick_a), (args.run_b, args.pick_b)))
+    a, b = (load_run(path, args.metric, args.filter, pick, flag)
+            for path, pick, flag in ((args.run_a, args.pick_a, "--pick-a"), (args.run_b, args.pick_b, "--pick-b")))
     report = compare_runs(a, b, args.tasks.split(",") if args.tasks else None, seed=args.seed, pair_by_doc=args.pair_by_doc)
     print(render(report, "json" if args.json else "markdown" if args.markdown else "table"), end="")
     return 0

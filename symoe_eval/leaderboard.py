@@ -66,22 +66,29 @@ def significance_marks(run: Run, baseline: Run, tasks: list[str]) -> dict[str, s
     return {t: s for t, s, p in zip(tested, signs, holm(pvalues)) if p < ALPHA}
 
 
+def row_labels(runs: list[Run]) -> list[str]:
+    """Each run's label; runs with equal model args (a rerun, another --limit or seed) are told
+    apart by their results' timestamps."""
+    counts = Counter(r.label for r in runs)
+    return [f"{r.label} @ {r.stamp}" if counts[r.label] > 1 else r.label for r in runs]
+
+
 def build_table(runs: list[Run], baseline: str | None = None) -> tuple[list[str], list[dict]]:
     tasks = sorted({t for r in runs for t in r.tasks})
-    base_run = None
+    base_run, labels = None, row_labels(runs)
     if baseline:
-        matches = [r for r in runs if baseline in r.label]
+        matches = [r for r, label in zip(runs, labels) if baseline in label]
         if len(matches) != 1:
-            found = "; ".join(f"{r.label} ({r.results_path})" for r in (matches or runs))
+            found = "; ".join(f"{label} ({r.results_path})" for r, label in zip(runs, labels) if r in (matches or runs))
             raise SymoeError(f"baseline '{baseline}' matches {len(matches)} runs, not one: {found}")
         base_run = matches[0]
     rows = []
-    for run in runs:
+    for run, label in zip(runs, labels):
         marks = significance_marks(run, base_run, tasks) if base_run and run is not base_run else {}
         cells = {t: _accuracy(run, t) for t in tasks if t in run.tasks}
         summary = run.summary or {}
         rows.append({
-            "run": run.label + (" (baseline)" if run is base_run else ""),
+            "run": label + (" (baseline)" if run is base_run else ""),
             "cells": cells,
             "marks": marks,
             "macro": float(np.mean([c[0] for c in cells.values()])) if cells else float("nan"),

@@ -21,9 +21,9 @@ from typing import Callable
 import jsonlines
 
 from symoe_eval import paths
-from symoe_eval.answers import extract_answer
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.context import RunContext
+from symoe_eval.models.evaluation import task_answer
 from symoe_eval.profiles import (
     AggregationItem,
     ExpertProfile,
@@ -44,7 +44,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ValidationSet:
     """The docs a profile is built on, their prompts as lm-eval renders them, the raw questions
-    the keyword model reads, and the task's own grading."""
+    the keyword model reads, and the task's own answer filter and grading."""
 
     task: str
     docs: list[dict]
@@ -52,9 +52,13 @@ class ValidationSet:
     questions: list[str]
     gen_kwargs: dict
     grader: Callable[[dict, str], bool]
+    reader: Callable[[dict, str], str]  # the answer the task's filter reads
 
     def grade(self, index: int, text: str) -> bool:
         return self.grader(self.docs[index], text)
+
+    def answer(self, index: int, text: str) -> str:
+        return self.reader(self.docs[index], text)
 
     @property
     def split_hash(self) -> str:
@@ -65,15 +69,10 @@ class ValidationSet:
 def task_grader(task) -> Callable[[dict, str], bool]:
     """Right or wrong as lm-eval scores the task: its first filter, then its ``process_results``
     (``exact_match`` if reported, else its first metric), a value above 0 being right."""
-    from lm_eval.api.instance import Instance
-
-    ensemble = task._filters[0]  # lm-eval keeps a task's filter pipelines here; there is no public accessor
+    answer = task_answer(task)
 
     def grade(doc: dict, text: str) -> bool:
-        instance = Instance("generate_until", doc, ("", {}), 0)
-        instance.resps = [text]
-        ensemble.apply([instance])
-        metrics = task.process_results(doc, [instance.filtered_resps[ensemble.name]])
+        metrics = task.process_results(doc, [answer(doc, text)])
         return float(metrics.get("exact_match", next(iter(metrics.values())))) > 0
 
     return grade
@@ -112,7 +111,7 @@ def load_validation(task: str, limit: int | None, data_dir: str | None, include_
     prompts = [loaded.doc_to_text(d) for d in docs]
     questions = [str(d.get(question_field or "question", p)) for d, p in zip(docs, prompts)]
     return ValidationSet(base_task(task) if twin else task, docs, prompts, questions,
-                         dict(loaded.config.generation_kwargs or {}), task_grader(loaded))
+                         dict(loaded.config.generation_kwargs or {}), task_grader(loaded), task_answer(loaded))
 
 
 @dataclass
@@ -204,7 +203,7 @@ def write_annotations(path: Path, val: ValidationSet, question_keywords: list[li
         for i, doc in enumerate(val.docs):
             writer.write({
                 "index": i, "gold_answer": doc.get("gold_answer"), "keywords": question_keywords[i],
-                "answers": {e: [extract_answer(answers.graded[(e, i, s)][0], val.questions[i]) for s in range(answers.samples)]
+                "answers": {e: [val.answer(i, answers.graded[(e, i, s)][0]) for s in range(answers.samples)]
                             for e in answers.experts},
                 "right": {e: [answers.graded[(e, i, s)][1] for s in range(answers.samples)] for e in answers.experts},
             })

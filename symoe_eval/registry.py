@@ -9,7 +9,7 @@ the entry.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -118,6 +118,9 @@ def _build(cls, raw: Any, where: str, **nested):
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SymoeError(f"{where}: unknown key '{unknown[0]}' (known: {', '.join(sorted(known))})")
+    missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in raw]
+    if missing:
+        raise SymoeError(f"{where}: missing required key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
     values = {}
     for key, value in raw.items():
         if key in nested:

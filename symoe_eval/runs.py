@@ -133,9 +133,10 @@ def _summary_for(results_path: Path, model: str, digest: str) -> dict | None:
 
 
 def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None,
-             pick: str | None = None) -> Run:
+             pick: str | None = None, pick_flag: str = "--pick-a") -> Run:
     """A results file, or a folder holding one lm-eval run; a folder of several needs ``pick`` (a
-    substring of one results file's path, e.g. its timestamp) and otherwise lists them.
+    substring of one results file's path, e.g. its timestamp; the CLI's ``pick_flag``) and
+    otherwise lists them.
     Each task is scored by its own metric and filter unless ``metric`` / ``filter_name`` say."""
     path = Path(path)
     if path.is_dir():
@@ -145,7 +146,7 @@ def load_run(path: str | Path, metric: str | None = None, filter_name: str | Non
                              f"run lm_eval with --output_path {path}")
         if len(found) > 1:
             listed = "; ".join(str(p.relative_to(path)) for p in found)
-            raise SymoeError(f"{path} holds {len(found)} runs ({listed}); choose one with --pick TEXT or give its results file")
+            raise SymoeError(f"{path} holds {len(found)} runs ({listed}); choose one with {pick_flag} TEXT or give its results file")
         path = found[0]
     if not path.is_file():
         raise SymoeError(f"{path} does not exist")

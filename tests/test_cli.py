@@ -73,6 +73,14 @@ def test_unknown_model_args_and_errors_are_one_line_through_symoe_eval(tmp_path,
     assert last.startswith("error: unknown expert 'gpt-5' in pool 'tiny-cpu'")
 
 
+def test_limit_0_is_one_line_not_lm_evals_traceback(tmp_path, data_dir):
+    done = run_cli(["lm_eval", "--model", "symoe_expert", "--model_args", "pool=tiny-cpu,expert=qwen2.5-coder-0.5b",
+                    "--tasks", "symoe_demo", "--limit", "0"], cwd=tmp_path, env_extra={"SYMOE_DATA_DIR": str(data_dir)})
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1] == (
+        "error: --limit 0.0 selects no documents; give a count >= 1 or a fraction in (0, 1)")
+
+
 def test_stock_lm_eval_finds_symoe(tmp_path, data_dir):
     """`lm_eval --model symoe` resolves to our class (no 'no model for this name found')."""
     done = run_cli(

@@ -156,6 +156,19 @@ def test_leaderboard_marks_cells_with_other_document_counts_and_refuses_an_ambig
         build_leaderboard(tmp_path, tmp_path / "b", baseline="qwen")
 
 
+def test_leaderboard_tells_runs_with_equal_model_args_apart(tmp_path):
+    """Two runs of one model and args (a rerun, another seed) had equal labels: rows nobody could tell apart."""
+    write_run(tmp_path, "a", {"expert": "qwen"}, {"symoe_gpqa": [1.0, 0.0]}, stamp="2026-11-25T10-00-00.000001")
+    write_run(tmp_path, "b", {"expert": "qwen"}, {"symoe_gpqa": [1.0, 1.0]}, stamp="2026-11-25T11-00-00.000001")
+    write_run(tmp_path, "c", {"expert": "smol"}, {"symoe_gpqa": [0.0, 0.0]})
+    table = build_leaderboard(tmp_path, tmp_path / "out", baseline="T10-00")["markdown"].read_text()
+    rows = [line for line in table.splitlines() if "expert=" in line]
+    assert len(rows) == 3 and len({row.split("|")[1] for row in rows}) == 3
+    assert any("expert=qwen) @ 2026-11-25T10-00-00.000001 (baseline)" in row for row in rows)
+    assert any("expert=qwen) @ 2026-11-25T11-00-00.000001" in row for row in rows)
+    assert any("expert=smol) |" in row or "expert=smol) " in row for row in rows)
+
+
 @pytest.fixture
 def builtin_runs(tmp_path):
     a = write_builtin_run(tmp_path, "a", {"strict-match": [1, 1, 0, 1], "flexible-extract": [1, 1, 1, 1]}, [1, 0, 1])
@@ -204,6 +217,6 @@ def test_a_folder_of_several_runs_is_listed_not_silently_resolved(tmp_path):
     folder = tmp_path / "out" / "model_dir"
     write_run(tmp_path, "x", {}, {"symoe_gpqa": [1.0, 0.0]}, stamp="2026-11-25T10-00-00.000001", folder=folder)
     write_run(tmp_path, "y", {}, {"symoe_gpqa": [0.0, 0.0]}, stamp="2026-11-25T11-00-00.000001", folder=folder)
-    with pytest.raises(SymoeError, match="holds 2 runs .*results_2026-11-25T10-00-00.000001.json.*--pick"):
+    with pytest.raises(SymoeError, match="holds 2 runs .*results_2026-11-25T10-00-00.000001.json.*--pick-a TEXT"):
         load_run(tmp_path / "out")
     assert load_run(tmp_path / "out", pick="T11-00").stamp == "2026-11-25T11-00-00.000001"

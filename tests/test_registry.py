@@ -88,7 +88,8 @@ def test_good_minimal_pool():
         (GOOD.replace("source: {hf_id: org/a}", "source: {hf_id: org/a, url: x}"), "unknown key 'url'"),
         (GOOD + "  - name: a\n    model: m\n    source: {hf_id: m}\n", "duplicate expert name 'a'"),
         (GOOD.replace("{hf_id: org/a}", "{hf_id: org/a, path: /x}"), "exactly one of hf_id, path, files"),
-        (GOOD.replace("    model: org/a\n", ""), "expert 'a'"),
+        (GOOD.replace("    model: org/a\n", ""), "expert 'a': missing required key model"),  # was ExpertSpec.__init__()
+        (GOOD.replace("  - name: a\n    model", "  - model"), "expert[0]: missing required key name"),
         (GOOD + "    generation: {temprature: 1}\n", "unknown key 'temprature'"),
         ("name: t\nexperts: []\n", "non-empty list"),
         ("name: t\nexperts: [\n", "not valid YAML"),

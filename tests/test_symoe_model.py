@@ -162,6 +162,7 @@ def test_missing_profile_and_bad_arguments(setup):
     ({"temperature": float("inf")}, "model_args temperature=inf: expected a finite number >= 0"),
     ({"k": 1.5}, "model_args k=1.5: expected an integer >= 1"),  # lm-eval hands 1.5 as a float: was k=1
     ({"k": "1.5"}, "model_args k=1.5: expected an integer >= 1"),
+    ({"k": -1.0}, "model_args k=-1: expected an integer >= 1"),  # lm_eval's CLI hands k=-1 as -1.0: was echoed so
     ({"max_gen_toks": "0"}, "model_args max_gen_toks=0: expected an integer >= 1"),
     ({"max_loaded": "two"}, "model_args max_loaded=two: expected an integer >= 1"),
 ])

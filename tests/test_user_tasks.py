@@ -105,3 +105,12 @@ def test_lm_evals_own_gsm8k_config_over_a_local_file(tmp_path, fakes):
     profile, scores = profile_then_evaluate(tmp_path, "local_gsm8k", folder)
     assert profile.experts["qwen2.5-coder-0.5b"].accuracy == 1.0 and profile.experts["smollm2-135m"].accuracy == 0.0
     assert scores["exact_match,strict-match"] == 1.0
+    # the routing log's answers are what the task's filter reads ("#### 42" -> 42), not our
+    # extractor's (it found no "the answer is" and logged [invalid])
+    (log,) = (tmp_path / "logs").glob("routing_symoe_*.jsonl")
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {r["final_answer"] for r in rows} == {"42"}
+    assert {(e["expert"], e["answer"]) for r in rows for e in r["responses"]} == {("qwen2.5-coder-0.5b", "42")}
+    (annotations,) = (tmp_path / "profiles").rglob("annotations.jsonl")
+    first = json.loads(annotations.read_text().splitlines()[0])
+    assert first["answers"] == {"qwen2.5-coder-0.5b": ["42"], "smollm2-135m": ["41"]}

@@ -46,6 +46,9 @@ class SymoeLM(LM):
         ignored = {k: v for k, v in unused.items() if k not in ("max_batch_size",)}
         if ignored:
             raise SymoeError(f"{type(self).__name__}: unknown model_args {', '.join(sorted(ignored))}")
+        limit = evaluation_argument("limit")
+        if limit is not None and float(limit) <= 0:  # lm-eval would fail later in a 35-line traceback
+            raise SymoeError(f"--limit {limit} selects no documents; give a count >= 1 or a fraction in (0, 1)")
         if seed is None:  # follow lm-eval's --seed (its random_seed), as its own models do
             seed = evaluation_argument("random_seed", 0) or 0
         if evaluation_argument("num_fewshot"):

@@ -29,13 +29,14 @@ def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = N
     if optional and value in (None, "", "None", "none"):
         return None
     valid = ("an integer" if kind is int else "a finite number") + (f" >= {minimum}" if minimum is not None else "")
+    given = int(value) if kind is int and isinstance(value, float) and value.is_integer() else value  # lm_eval's CLI: k=-1 -> -1.0
     try:
         number = float(value)
         converted = int(number) if kind is int and isinstance(value, float) else kind(value)
     except (TypeError, ValueError, OverflowError):
-        raise SymoeError(f"model_args {name}={value}: expected {valid}") from None
+        raise SymoeError(f"model_args {name}={given}: expected {valid}") from None
     if not math.isfinite(number) or (kind is int and not number.is_integer()) or (minimum is not None and converted < minimum):
-        raise SymoeError(f"model_args {name}={value}: expected {valid}")
+        raise SymoeError(f"model_args {name}={given}: expected {valid}")
     return converted
 
 

@@ -80,7 +80,7 @@ class Discussion(StagedLM):
                 finals[q.key] = f"{last[speaker].rstrip()}\n\n{answer_line(winner, q.text)}"
             rows.append({
                 "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat, "experts": team,
-                "rounds": [self.response_rows(team, rnd, q.text) for rnd in history[q.key]],
+                "rounds": [self.response_rows(team, rnd, q) for rnd in history[q.key]],
                 "votes": answers, "vote_weights": weights, "final_answer": winner, "final_text": finals[q.key],
             })
         summary = {"rounds": self.rounds, "agents": teams, "vote": self.vote}

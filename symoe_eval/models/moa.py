@@ -9,7 +9,6 @@ instance-level routing); the aggregator is the task profile's. Each layer is one
 
 from __future__ import annotations
 
-from symoe_eval.answers import extract_answer
 from symoe_eval.models.context import model_arg
 from symoe_eval.models.staged import StagedLM, parse_names
 from symoe_eval.scheduling import Call
@@ -48,9 +47,9 @@ class MixtureOfAgents(StagedLM):
             ])
         rows = [{
             "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat, "experts": teams[q.task],
-            "layers": [self.response_rows(teams[q.task], layer, q.text) for layer in history[q.key]],
+            "layers": [self.response_rows(teams[q.task], layer, q) for layer in history[q.key]],
             "aggregator": aggregators[q.task],
-            "final_answer": extract_answer(finals[q.key].text, q.text), "final_text": finals[q.key].text,
+            "final_answer": q.answer(finals[q.key].text), "final_text": finals[q.key].text,
         } for q in questions]
         summary = {"layers": self.layers, "proposers": teams, "aggregators": aggregators}
         return self.finish(requests, questions, {k: c.text for k, c in finals.items()}, rows, scheduler, summary)

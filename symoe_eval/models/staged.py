@@ -4,7 +4,7 @@ summary, so their accuracy and cost compare fairly."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from symoe_eval.aggregation import aggregate_prompt
@@ -12,6 +12,7 @@ from symoe_eval.answers import extract_answer
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.base import SymoeLM
+from symoe_eval.models.evaluation import running_task_answers
 from symoe_eval.paths import profiles_root
 from symoe_eval.profiles import TaskProfile, load_profile
 from symoe_eval.routing import strongest
@@ -30,6 +31,11 @@ class Question:
     text: str  # the raw question
     gen_kwargs: dict
     prefix: tuple = ()  # messages before the user turn (system instruction, few-shot turns)
+    read_answer: Callable[[str], str] | None = field(default=None, compare=False, repr=False)  # the task's filter
+
+    def answer(self, text: str) -> str:
+        """The answer lm-eval's filter for this task reads in ``text`` (our extractor outside lm-eval)."""
+        return self.read_answer(text) if self.read_answer else extract_answer(text, self.text)
 
     @property
     def system(self) -> tuple:
@@ -60,10 +66,12 @@ class StagedLM(SymoeLM):
     # ------------------------------------------------------------------ inputs
 
     def questions(self, requests) -> list[Question]:
-        out = []
+        out, readers = [], running_task_answers()
         for req, repeat, (prefix, prompt) in zip(requests, self.sample_indices(requests), self.contexts(requests)):
             text = str((req.doc or {}).get(self.question_field, prompt))  # the raw question, else the prompt
-            out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, dict(req.args[1]), prefix))
+            reader = readers.get(req.task_name)
+            read = (lambda t, doc=req.doc, reader=reader: reader(doc, t)) if reader else None
+            out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, dict(req.args[1]), prefix, read))
         return out
 
     def task_profiles(self, tasks: Sequence[str], required: bool = True) -> dict[str, TaskProfile]:
@@ -133,9 +141,9 @@ class StagedLM(SymoeLM):
         return history
 
     @staticmethod
-    def response_rows(experts: Sequence[str], texts: Sequence[str], question: str) -> list[dict]:
-        """Routing-log entries: who said what, and the answer read from it."""
-        return [{"expert": e, "answer": extract_answer(t, question), "text": t} for e, t in zip(experts, texts)]
+    def response_rows(experts: Sequence[str], texts: Sequence[str], question: Question) -> list[dict]:
+        """Routing-log entries: who said what, and the answer the task's filter reads in it."""
+        return [{"expert": e, "answer": question.answer(t), "text": t} for e, t in zip(experts, texts)]
 
     def finish(self, requests, questions: list[Question], finals: dict, rows: list[dict], scheduler: Scheduler,
                summary: dict) -> list[str]:

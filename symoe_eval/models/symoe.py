@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 
 from symoe_eval.aggregation import consensus
-from symoe_eval.answers import extract_answer
 from symoe_eval.errors import SymoeError
 from symoe_eval.models.context import model_arg
 from symoe_eval.models.staged import StagedLM
@@ -119,9 +118,9 @@ class SymbolicMoE(StagedLM):
             "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat,
             "keywords": routes[q.key].keywords, "mapped_keywords": routes[q.key].mapped, "fallback": routes[q.key].fallback,
             "weights": routes[q.key].weights, "experts": routes[q.key].experts,
-            "responses": self.response_rows(routes[q.key].experts, responses[q.key], q.text),
+            "responses": self.response_rows(routes[q.key].experts, responses[q.key], q),
             "aggregator": aggregators[q.task], "consensus": q.key in agreed,
-            "final_answer": extract_answer(finals[q.key], q.text),
+            "final_answer": q.answer(finals[q.key]),
             "final_text": finals[q.key],
         } for q in questions]
         summary = {"k": self.k, "routing": self.routing, "keyword_model": self.keyword_model, "aggregators": aggregators,

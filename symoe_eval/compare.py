@@ -45,6 +45,22 @@ def paired_scores(a: Run, b: Run, task: str, pair_by_doc: bool = False) -> tuple
     return docs, [ta.scores[d] for d in docs], [tb.scores[d] for d in docs]
 
 
+SETUP_KEYS = ("engine", "batch_size", "threads", "chat_formatting")  # workers alone does not change texts
+MODEL_SETUP_KEYS = ("version", "dtype", "device", "threads", "batch_size")
+
+
+def setup_differences(a: Run, b: Run) -> list[str]:
+    """What differs between two runs' setups that changes texts (README, Reproducibility):
+    their accuracy may differ for these reasons too, not only for the method."""
+    sa, sb = a.setup, b.setup
+    found = [f"{key}: {sa[key]} vs {sb[key]}" for key in SETUP_KEYS if key in sa and key in sb and sa[key] != sb[key]]
+    models_a, models_b = sa.get("models", {}), sb.get("models", {})
+    for model in sorted(set(models_a) & set(models_b)):
+        found += [f"{model} {key}: {models_a[model][key]} vs {models_b[model][key]}" for key in MODEL_SETUP_KEYS
+                  if key in models_a[model] and key in models_b[model] and models_a[model][key] != models_b[model][key]]
+    return found
+
+
 def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0, pair_by_doc: bool = False) -> dict:
     shared = sorted(set(a.tasks) & set(b.tasks))
     chosen = tasks or shared
@@ -66,6 +82,7 @@ def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0, 
         row.holm_p = adjusted
     overall = paired_result("overall", pooled_a, pooled_b, seed=seed)
     return {
+        "setup_differences": setup_differences(a, b),
         "run_a": {"label": a.label, "path": str(a.results_path)},
         "run_b": {"label": b.label, "path": str(b.results_path)},
         "paired_docs": overall.n,
@@ -90,6 +107,7 @@ def render(report: dict, style: str = "table") -> str:
     rows = [_cells(r) for r in report["tasks"]] + [_cells(report["overall"])]
     head = [f"A = {report['run_a']['label']}", f"B = {report['run_b']['label']}",
             f"{report['paired_docs']} paired documents; McNemar counts are (A right only : B right only)"]
+    head += [f"setup differs: {d}" for d in report.get("setup_differences", [])]
     if style == "markdown":
         lines = ["| " + " | ".join(COLUMNS) + " |", "|" + " --- |" * len(COLUMNS)]
         lines += ["| " + " | ".join(r) + " |" for r in rows]

@@ -1,6 +1,6 @@
 """Which worker runs which model's work, so a stage finishes soonest: pure, no Ray, no models.
 
-A stage's pending requests are cut into chunks (a micro-batch each: what a killed worker or
+A stage's pending requests are cut into chunks of whole micro-batches (what a killed worker or
 driver can lose). Idle workers ask the :class:`Dispatcher` for their next chunk:
 
 1. a chunk of a model the worker already holds (no load), the model with most work left first;
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from symoe_eval.engines import GenerationRequest
+from symoe_eval.engines.batching import micro_batches
 
 # Prefill is far cheaper per token than decoding; a prompt character costs this many decode tokens.
 PROMPT_CHAR_WEIGHT = 0.025
@@ -40,16 +41,18 @@ class Chunk:
 
 def make_chunks(model: str, indices: Sequence[int], requests: Sequence[GenerationRequest], size: int,
                 workers: int = 1) -> list[Chunk]:
-    """One model's pending calls in chunks (longest prompts together: less padding): ``size``
-    calls (a micro-batch), or a quarter of a worker's share of a large group, so the driver
-    is not the bottleneck; shrinking towards the end (guided self-scheduling,
-    ``remaining / (2 x workers)``) so the workers sharing a model finish together."""
-    order = sorted(indices, key=lambda i: -request_work(requests[i]))
-    cap = max(size, -(-len(order) // (4 * workers)))
+    """One model's pending calls in chunks of whole micro-batches (``engines.batching``: each
+    request meets the same batch-mates however many workers share the stage): one batch, or a
+    quarter of a worker's share of a large group, so the driver is not the bottleneck; fewer
+    towards the end (guided self-scheduling, ``remaining / (2 x workers)``) so the workers
+    sharing a model finish together. The longest batches go first."""
+    batches = [[indices[j] for j in batch] for batch in micro_batches([requests[i] for i in indices], size)]
+    batches.sort(key=lambda batch: -sum(request_work(requests[i]) for i in batch))
+    cap = max(1, -(-len(batches) // (4 * workers)))
     chunks, start = [], 0
-    while start < len(order):
-        take = max(1, min(cap, -(-(len(order) - start) // (2 * workers))))
-        picked = order[start : start + take]
+    while start < len(batches):
+        take = max(1, min(cap, -(-(len(batches) - start) // (2 * workers))))
+        picked = [i for batch in batches[start : start + take] for i in batch]
         chunks.append(Chunk(model, picked, sum(request_work(requests[i]) for i in picked)))
         start += take
     return chunks

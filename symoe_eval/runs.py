@@ -76,6 +76,15 @@ class Run:
         return f"{self.model}({shown})" if shown else self.model
 
     @property
+    def setup(self) -> dict:
+        """What its texts depend on besides requests and seed: our summary's record, else what
+        lm-eval's results say (an ``hf`` run formats prompts by a chat template only when asked)."""
+        if self.summary and "reproducibility" in self.summary:
+            return self.summary["reproducibility"]
+        sha = self.results.get("chat_template_sha")
+        return {"chat_formatting": f"chat template {sha[:12]}" if sha else "none (the prompt as plain text)"}
+
+    @property
     def wall_seconds(self) -> float | None:
         value = self.results.get("total_evaluation_time_seconds")
         return float(value) if value is not None else None

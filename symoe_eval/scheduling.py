@@ -192,6 +192,10 @@ class Scheduler:
         """Each model's work so far (a distributed scheduler gathers it from its workers)."""
         return {name: e.stats for name, e in self.engines.items()}
 
+    def model_setups(self) -> dict[str, dict]:
+        """What each model loaded in this run ran with (``Engine.describe_setup``)."""
+        return {name: e.loaded_setup() for name, e in self.engines.items() if e.loaded_setup()}
+
     def summary(self) -> dict:
         models = {name: stats.as_dict() for name, stats in sorted(self.model_stats().items())}
         return {

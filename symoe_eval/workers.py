@@ -44,7 +44,7 @@ class EngineWorker:
     def pid(self) -> int:
         return os.getpid()
 
-    def generate(self, expert: ExpertSpec, requests: list[GenerationRequest]) -> tuple[list[Completion], EngineStats]:
+    def generate(self, expert: ExpertSpec, requests: list[GenerationRequest]) -> tuple[list[Completion], EngineStats, dict]:
         engine = self.engines.pop(expert.name, None) or self.engine_cls(expert, **self.engine_kwargs)
         self.engines[expert.name] = engine
         while sum(e.loaded for e in self.engines.values()) >= self.max_loaded and not engine.loaded:
@@ -52,7 +52,7 @@ class EngineWorker:
             victim.unload()
         before = replace(engine.stats)
         completions = engine.generate(requests)
-        return completions, engine.stats.since(before)
+        return completions, engine.stats.since(before), engine.loaded_setup()
 
     def close(self) -> None:
         for engine in self.engines.values():
@@ -78,13 +78,13 @@ class RayScheduler(Scheduler):
 
     def __init__(self, experts: dict[str, ExpertSpec], engine_cls: type[Engine], engine_kwargs: dict,
                  cache_dir=None, workers: int = 2, max_loaded: int = 1, progress: bool = True,
-                 ray_address: str | None = None, cpus_per_worker: float | None = None, gpus_per_worker: float = 0,
-                 chunk_size: int | None = None):
+                 ray_address: str | None = None, cpus_per_worker: float | None = None, gpus_per_worker: float = 0):
         super().__init__(None, max_loaded, progress)  # engines live in the actors, not here
         self.experts, self.cache = experts, GenerationCache(cache_dir) if cache_dir else None
-        self.chunk_size = chunk_size or int(engine_kwargs.get("batch_size", 8))
+        self.batch_size = int(engine_kwargs.get("batch_size", 8))  # the engines' micro-batch: chunks hold whole ones
         self.load_cost = engine_cls.load_cost_tokens
         self._stats: dict[str, EngineStats] = {}
+        self._setups: dict[str, dict] = {}
         self._spawn = start_actors(engine_cls, engine_kwargs, max_loaded, ray_address, workers, cpus_per_worker, gpus_per_worker)
         self.workers = [WorkerState(f"worker-{i}", self._spawn()) for i in range(workers)]
 
@@ -114,7 +114,7 @@ class RayScheduler(Scheduler):
                 results[call.key] = hit
         requests = [c.request for c in calls]
         chunks = [c for model, idx in pending.items()
-                  for c in make_chunks(model, idx, requests, self.chunk_size, len(self.workers))]
+                  for c in make_chunks(model, idx, requests, self.batch_size, len(self.workers))]
         return results, chunks
 
     def _drive(self, dispatcher: Dispatcher, calls: Sequence[Call], results: dict, bar) -> None:
@@ -138,12 +138,13 @@ class RayScheduler(Scheduler):
             ready, _ = ray.wait(list(in_flight), num_returns=1)
             worker, chunk, began = in_flight.pop(ready[0])
             try:
-                completions, stats = ray.get(ready[0])
+                completions, stats, setup = ray.get(ready[0])
             except ray.exceptions.RayActorError as err:
                 queued = [f for f, (w, _, _) in in_flight.items() if w is worker]
                 self._replace(worker, [chunk] + [in_flight.pop(f)[1] for f in queued], dispatcher, err)
                 continue
             now = time.perf_counter()
+            self._setups[chunk.model] = setup
             self._record(worker, chunk, calls, completions, stats, now - max(began, worker.last_done), results)
             worker.last_done = now
             dispatcher.finished(worker.name, chunk)
@@ -161,8 +162,9 @@ class RayScheduler(Scheduler):
         self._stats[chunk.model].add(stats)
         for i, completion in zip(chunk.indices, completions):
             results[calls[i].key] = completion
-            if self.cache:
-                self.cache.put(chunk.model, request_key(self.experts[chunk.model], calls[i].request), completion)
+        if self.cache:  # a chunk is whole micro-batches: one write
+            self.cache.put(chunk.model, [(request_key(self.experts[chunk.model], calls[i].request), completion)
+                                         for i, completion in zip(chunk.indices, completions)])
 
     def _replace(self, worker: WorkerState, lost: list[Chunk], dispatcher: Dispatcher, err: Exception) -> None:
         """A dead actor's chunks (running and queued) go back to the queue; a fresh actor takes its place."""
@@ -191,6 +193,9 @@ class RayScheduler(Scheduler):
     def model_stats(self) -> dict[str, EngineStats]:
         return self._stats
 
+    def model_setups(self) -> dict[str, dict]:
+        return self._setups
+
     def summary(self) -> dict:
         wall = sum(s.seconds for s in self.stages)
         return {
@@ -204,7 +209,7 @@ class RayScheduler(Scheduler):
 def start_actors(engine_cls, engine_kwargs: dict, max_loaded: int, ray_address: str | None, workers: int,
                  cpus_per_worker: float | None, gpus_per_worker: float):
     """Join (or start) Ray and return a function that starts one engine actor. On CPU each actor
-    gets a share of the cores, and torch uses that many threads (OMP_NUM_THREADS)."""
+    gets a share of the cores, and torch uses that many threads (OMP_NUM_THREADS), or ``threads``."""
     try:
         import ray
     except ImportError:
@@ -216,7 +221,8 @@ def start_actors(engine_cls, engine_kwargs: dict, max_loaded: int, ray_address: 
             ray.init(num_cpus=max(workers, os.cpu_count() or 1), num_gpus=None, include_dashboard=False,
                      log_to_driver=False)
     cpus = cpus_per_worker if cpus_per_worker is not None else max(1.0, ray.cluster_resources().get("CPU", 1) // workers)
-    env = {"OMP_NUM_THREADS": str(max(1, int(cpus)))} if cpus >= 1 and not gpus_per_worker else {}
+    threads = engine_kwargs.get("threads") or max(1, int(cpus))
+    env = {"OMP_NUM_THREADS": str(threads)} if cpus >= 1 and not gpus_per_worker else {}
     remote = ray.remote(EngineWorker).options(num_cpus=cpus, num_gpus=gpus_per_worker, max_restarts=0,
                                               runtime_env={"env_vars": env})
     return lambda: remote.remote(engine_cls, engine_kwargs, max_loaded)

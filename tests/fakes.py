@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from symoe_eval.engines.base import Completion, Engine
+from symoe_eval.engines.batching import micro_batches
 from symoe_eval.registry import ExpertSpec, WeightSource
 
 
@@ -84,8 +85,7 @@ class FakeEngine(Engine):
         FakeEngine.log.append(("unload", self.expert.name, 0))
 
     def _generate(self, requests):
-        for start in range(0, len(requests), self.batch_size):
-            batch = list(range(start, min(start + self.batch_size, len(requests))))
+        for batch in micro_batches(requests, self.batch_size):  # the real engines' rule
             FakeEngine.log.append(("generate", self.expert.name, len(batch)))
             for i in batch:
                 text = self.respond(self.expert.name, requests[i])
@@ -154,7 +154,9 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             state.constructed.append({"model": model, **kwargs})
             core = types.SimpleNamespace(shutdown=lambda: state.teardown.append("engine_core.shutdown"))
             self.max_model_len = kwargs.get("max_model_len") or 32768  # vLLM's own, from the config
-            self.llm_engine = types.SimpleNamespace(engine_core=core, model_config=types.SimpleNamespace(max_model_len=self.max_model_len))
+            dtype = {"auto": None, None: None}.get(kwargs.get("dtype"), kwargs.get("dtype")) or "bfloat16"  # torch.<name>
+            config = types.SimpleNamespace(max_model_len=self.max_model_len, dtype=f"torch.{dtype}")
+            self.llm_engine = types.SimpleNamespace(engine_core=core, model_config=config)
 
         def get_tokenizer(self):
             return _Tokenizer()
@@ -179,7 +181,7 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             return outputs
 
     vllm = types.ModuleType("vllm")
-    vllm.LLM, vllm.SamplingParams = LLM, SamplingParams
+    vllm.LLM, vllm.SamplingParams, vllm.__version__ = LLM, SamplingParams, "0.32.0"
     distributed = types.ModuleType("vllm.distributed")
     parallel_state = types.ModuleType("vllm.distributed.parallel_state")
     parallel_state.destroy_model_parallel = lambda: state.teardown.append("destroy_model_parallel")

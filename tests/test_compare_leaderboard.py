@@ -219,4 +219,30 @@ def test_a_folder_of_several_runs_is_listed_not_silently_resolved(tmp_path):
     write_run(tmp_path, "y", {}, {"symoe_gpqa": [0.0, 0.0]}, stamp="2026-11-25T11-00-00.000001", folder=folder)
     with pytest.raises(SymoeError, match="holds 2 runs .*results_2026-11-25T10-00-00.000001.json.*--pick-a TEXT"):
         load_run(tmp_path / "out")
+    done = run_cli(["symoe", "compare", str(tmp_path / "out"), str(tmp_path / "out"), "--pick-a", "T10"], cwd=tmp_path)
+    assert done.returncode != 0 and "choose one with --pick-b TEXT" in done.stderr  # suggested --pick, no such flag
     assert load_run(tmp_path / "out", pick="T11-00").stamp == "2026-11-25T11-00-00.000001"
+
+
+def test_compare_warns_when_the_runs_differ_in_what_their_texts_depend_on(tmp_path):
+    """An ``hf`` run (no chat template unless asked) against ``symoe_expert`` (each expert's
+    template), and two of ours at different torch threads: compare said nothing before."""
+    from symoe_eval.models.context import CHAT_FORMATTING
+
+    scores = {"symoe_gpqa": [1.0, 0.0, 1.0]}
+
+    def ours(name, threads):
+        out = write_run(tmp_path, name, {"expert": "qwen"}, scores, model="symoe_expert")
+        setup = {"engine": "hf", "batch_size": 8, "threads": "default", "workers": 1, "chat_formatting": CHAT_FORMATTING,
+                 "models": {"qwen": {"engine": "hf", "version": "transformers 5.1", "dtype": "bfloat16", "threads": threads}}}
+        summary = run_summary(name, scores, method="symoe_expert", reproducibility=setup)
+        (out.parent.parent / "routing_summary_symoe_expert_x.json").write_text(json.dumps(summary))
+        return load_run(out)
+
+    plain = load_run(write_run(tmp_path, "plain", {"pretrained": "Qwen/Qwen2.5"}, scores, model="hf"))
+    a, b = ours("a", 2), ours("b", 1)
+    assert compare_runs(a, b)["setup_differences"] == ["qwen threads: 2 vs 1"]
+    report = compare_runs(a, plain)
+    assert report["setup_differences"] == [f"chat_formatting: {CHAT_FORMATTING} vs none (the prompt as plain text)"]
+    assert "setup differs: chat_formatting" in render(report, "table")
+    assert compare_runs(a, ours("c", 2))["setup_differences"] == []

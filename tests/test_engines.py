@@ -41,7 +41,7 @@ def test_killed_run_resumes_with_only_the_missing_generations(tmp_path):
     spec = expert("alpha")
     engine = CachedEngine(FakeEngine(spec, batch_size=2), GenerationCache(tmp_path))
     stream = engine.iter_generate(requests(6))
-    for _ in range(3):  # the run dies after three generations came back
+    for _ in range(3):  # the run dies after three generations came back: one batch and a half
         next(stream)
     stream.close()
     with open(tmp_path / "alpha.jsonl", "a") as fh:
@@ -50,8 +50,8 @@ def test_killed_run_resumes_with_only_the_missing_generations(tmp_path):
     resumed = CachedEngine(FakeEngine(spec, batch_size=2), GenerationCache(tmp_path))
     out = resumed.generate(requests(6))
     assert len(out) == 6 and all(out)
-    assert resumed.stats.cached_calls == 3  # everything that came back had been written
-    assert resumed.stats.calls == 3
+    assert resumed.stats.cached_calls == 2  # the whole batch was written, half a batch never is
+    assert resumed.stats.calls == 4  # so the rest meets the batch-mates of a fresh run
 
 
 def test_cache_key_covers_expert_prompt_params_and_sample_index():
@@ -215,10 +215,10 @@ def test_a_torn_tail_does_not_eat_the_next_record(tmp_path):
     from symoe_eval.engines import Completion, GenerationCache
 
     cache = GenerationCache(tmp_path)
-    cache.put("m", "k1", Completion("one", 1))
+    cache.put("m", [("k1", Completion("one", 1))])
     with open(tmp_path / "m.jsonl", "a") as fh:
         fh.write('{"key": "k2", "text": "cut off')  # a kill mid-write
-    GenerationCache(tmp_path).put("m", "k3", Completion("three", 1))
+    GenerationCache(tmp_path).put("m", [("k3", Completion("three", 1))])
     reread = GenerationCache(tmp_path)
     assert reread.get("m", "k3").text == "three" and reread.get("m", "k1").text == "one"
     assert reread.skipped_lines == 1
@@ -227,7 +227,7 @@ def test_a_torn_tail_does_not_eat_the_next_record(tmp_path):
 def test_malformed_cache_lines_are_skipped_counted_and_named(tmp_path, caplog):
     from symoe_eval.engines import Completion, GenerationCache
 
-    GenerationCache(tmp_path).put("m", "good", Completion("fine", 2))
+    GenerationCache(tmp_path).put("m", [("good", Completion("fine", 2))])
     with open(tmp_path / "m.jsonl", "ab") as fh:  # the last line is not UTF-8 (a traceback before)
         fh.write(b'{"key": "nofield", "text": "x"}\n[1, 2]\n"just a string"\n{"key": 5, "text": "x", "num_tokens": 1}\n\xff\n')
     cache = GenerationCache(tmp_path)
@@ -249,7 +249,7 @@ def test_a_write_torn_by_a_full_disk_is_cut_back_and_warned_about_once(tmp_path,
     from symoe_eval.engines import Completion, GenerationCache
 
     cache = GenerationCache(tmp_path)
-    cache.put("m", "k1", Completion("one", 1))
+    cache.put("m", [("k1", Completion("one", 1))])
     whole = (tmp_path / "m.jsonl").read_bytes()
 
     class FullDisk:
@@ -272,13 +272,13 @@ def test_a_write_torn_by_a_full_disk_is_cut_back_and_warned_about_once(tmp_path,
 
     monkeypatch.setattr(cache_module, "open", lambda *a, **k: FullDisk(builtins.open(*a, **k)), raising=False)
     with caplog.at_level("WARNING"):
-        cache.put("m", "k2", Completion("two", 1))
-        cache.put("m", "k3", Completion("three", 1))
+        cache.put("m", [("k2", Completion("two", 1))])
+        cache.put("m", [("k3", Completion("three", 1))])
     assert (tmp_path / "m.jsonl").read_bytes() == whole  # cut back to the last whole record
     assert cache.failed_writes == 2 and cache.get("m", "k3").text == "three"  # kept in memory
     assert len([r for r in caplog.records if "write failed" in r.getMessage()]) == 1
     monkeypatch.undo()
-    cache.put("m", "k4", Completion("four", 1))  # room again
+    cache.put("m", [("k4", Completion("four", 1))])  # room again
     reread = GenerationCache(tmp_path)
     assert reread.get("m", "k4").text == "four" and reread.skipped_lines == 0
 
@@ -299,7 +299,7 @@ def test_unwritable_cache_fails_before_loading_and_a_failed_write_keeps_the_gene
         raise OSError(28, os.strerror(28))
 
     monkeypatch.setattr(GenerationCache, "_append", staticmethod(full_disk))
-    cache.put("m", "k", Completion("kept", 1))
+    cache.put("m", [("k", Completion("kept", 1))])
     assert cache.get("m", "k").text == "kept" and cache.failed_writes == 1
 
 
@@ -325,12 +325,36 @@ def test_vllm_cuts_an_overlong_prompt_from_the_left(monkeypatch):
     assert engine.stats.truncated_prompts == 1
 
 
-def test_hf_micro_batches_count_copies_of_a_prompt_once():
+def test_micro_batches_count_copies_of_a_prompt_once():
     """Repeated samples ride along with their prompt (one prefill), so a batch holds batch_size
-    distinct prompts and all their copies; distinct prompts alone batch as before."""
-    from symoe_eval.engines.hf import HFEngine
+    distinct prompts and all their copies; a parameter group never shares a batch with another."""
+    from symoe_eval.engines.batching import micro_batches
 
-    engine = HFEngine(expert("m"), batch_size=2)
-    prompts = [[1], [1], [1], [2], [3], [3], [4]]
-    assert list(engine.micro_batches(list(range(7)), prompts)) == [[0, 1, 2, 3], [4, 5, 6]]
-    assert list(engine.micro_batches([3, 6, 0], prompts)) == [[3, 6], [0]]
+    def req(text, sample=0, tokens=8):
+        return GenerationRequest.user(text, SamplingParams(max_tokens=tokens, seed=0), sample)
+
+    reqs = [req("a"), req("a", 1), req("a", 2), req("b"), req("c"), req("c", 1), req("d")]
+    assert micro_batches(reqs, 2) == [[0, 1, 2, 3], [4, 5, 6]]
+    assert micro_batches([reqs[3], reqs[6], reqs[0]], 2) == [[2, 0], [1]]
+    assert micro_batches([req("a"), req("b", tokens=9), req("c")], 8) == [[0, 2], [1]]
+
+
+def test_micro_batches_of_any_union_of_their_batches_are_those_batches():
+    """The property that makes a run's answers independent of its spread: a chunk of whole
+    batches (a worker's share, or what a resumed run has left) is batched as in the whole stage."""
+    import random
+
+    from symoe_eval.engines.batching import micro_batches
+
+    rng = random.Random(0)
+    for _ in range(200):
+        reqs = [GenerationRequest.user("x" * rng.randint(1, 6) + rng.choice("ab"), SamplingParams(
+            max_tokens=rng.choice([8, 16]), seed=0), rng.randint(0, 2)) for _ in range(rng.randint(1, 30))]
+        reqs = list(dict.fromkeys(reqs))
+        size = rng.randint(1, 5)
+        whole = micro_batches(reqs, size)
+        chosen = [b for b in whole if rng.random() < 0.5]
+        subset = [i for b in chosen for i in b]
+        rng.shuffle(subset)
+        again = [[subset[j] for j in b] for b in micro_batches([reqs[i] for i in subset], size)]
+        assert sorted(map(sorted, again)) == sorted(map(sorted, chosen))

@@ -59,15 +59,20 @@ def test_loads_stay_at_most_distinct_models_plus_splits():
     assert max(clock.values()) <= 1.15 * max(sum(sizes) * 100 / 4 + 30 * 16 / 4, 100 + 30)
 
 
-def test_chunks_group_similar_requests():
-    reqs = [GenerationRequest.user("x" * n, SamplingParams(max_tokens=10)) for n in (10, 4000, 20, 3000)]
-    made = make_chunks("a", [0, 1, 2, 3], reqs, size=2)
-    assert [c.indices for c in made] == [[1, 3], [2], [0]]  # longest together, smaller towards the end
-    sizes = [len(c.indices) for c in make_chunks("a", list(range(40)), reqs * 10, size=4, workers=4)]
-    assert sizes[0] == 4 and sizes[-1] == 1 and sum(sizes) == 40 and sizes == sorted(sizes, reverse=True)
-    big = [len(c.indices) for c in make_chunks("a", list(range(400)), reqs * 100, size=4, workers=4)]
-    assert big[0] == 25 and big[-1] == 1 and sum(big) == 400  # large groups: fewer, bigger chunks
+def test_chunks_are_whole_micro_batches_longest_first():
+    """A worker's chunk is whole micro-batches of the stage, so a request meets the same
+    batch-mates with any number of workers; big groups get fewer, bigger chunks, shrinking at the end."""
+    from symoe_eval.engines.batching import micro_batches
 
+    reqs = [GenerationRequest.user("x" * n, SamplingParams(max_tokens=10)) for n in (10, 4000, 20, 3000)]
+    assert [c.indices for c in make_chunks("a", [0, 1, 2, 3], reqs, size=2)] == [[3, 1], [0, 2]]
+    many = [GenerationRequest.user(f"q{n:03d}" + "x" * (n % 7), SamplingParams(max_tokens=10)) for n in range(400)]
+    for n, workers, first in ((40, 4, 4), (400, 4, 28), (400, 1, 100)):
+        chunks = make_chunks("a", list(range(n)), many, size=4, workers=workers)
+        sizes = [len(c.indices) for c in chunks]
+        assert sizes[0] == first and sizes[-1] == 4 and sum(sizes) == n
+        own = {tuple(sorted(b)) for b in micro_batches(many[:n], 4)}
+        assert all(set(c.indices) == {i for b in own if set(b) <= set(c.indices) for i in b} for c in chunks)
 
 def test_one_worker_stays_in_process_without_ray():
     import subprocess

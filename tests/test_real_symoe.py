@@ -131,29 +131,30 @@ def test_readme_first_command_runs_the_demo_offline(tmp_path):
     assert any(r["mapped_keywords"] for r in rows)  # the committed profile's vocabulary is used
 
 
-def test_workers_2_gives_the_answers_of_workers_1_on_real_models(tmp_path):
-    """The stock CLI with workers=2 (two Ray actors, one core each) against workers=1, greedy,
-    in fp32 (batch-invariant, see the README): the same final answers, each model loaded once
-    per worker that ran it."""
+def test_workers_2_gives_the_texts_of_workers_1_sampled_in_the_default_dtype(tmp_path):
+    """The stock CLI with workers=2 (two Ray actors) against workers=1, sampled at T=0.7 in the
+    default dtype (bf16 on a CPU that has it), one torch thread per model in both: every text the
+    same (keywords aside, each expert's and each final), because each request meets the same
+    batch-mates whatever the chunking. Before micro-batches had one rule, 5 of 32 expert texts
+    differed. Each model is loaded once per worker that ran it; the summaries record the setup."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")
-    pool = tmp_path / "tiny-fp32.yaml"
-    from symoe_eval.registry import pool_path
-
-    text = pool_path("tiny-cpu").read_text()
-    assert text.count("dtype: auto") == 2
-    pool.write_text(text.replace("dtype: auto", "dtype: float32"))  # same name: the committed profiles apply
 
     def run(workers):
         out = tmp_path / f"w{workers}"
-        args = f"pool={pool},temperature=0,max_gen_toks=24,cache_dir=none,workers={workers}"
-        done = run_cli(["lm_eval", "--model", "symoe", "--model_args", args, "--tasks", "symoe_demo", "--limit", "3",
-                        "--batch_size", "4", "--output_path", str(out), "--log_samples"], cwd=tmp_path)
+        args = f"pool=tiny-cpu,temperature=0.7,max_gen_toks=32,cache_dir=none,workers={workers},threads=1"
+        done = run_cli(["lm_eval", "--model", "symoe", "--model_args", args, "--tasks", "symoe_demo", "--limit", "4",
+                        "--batch_size", "3", "--output_path", str(out), "--log_samples"], cwd=tmp_path)
         assert done.returncode == 0, done.stderr[-3000:]
         summary = json.loads(next(out.glob("routing_summary_symoe_*.json")).read_text())
         rows = [json.loads(line) for line in open(summary["routing_log"])]
-        return {(r["task"], r["doc_id"]): r["final_answer"] for r in rows}, summary
+        return {(r["task"], r["doc_id"]): ([e["text"] for e in r["responses"]], r["final_text"]) for r in rows}, summary
 
-    (alone, _), (spread, summary) = run(1), run(2)
+    (alone, one), (spread, two) = run(1), run(2)
     assert spread == alone
-    assert len(summary["workers"]) == 2
-    assert all(n == 1 for w in summary["workers"] for n in w["loads"].values()), summary["workers"]
+    assert len(two["workers"]) == 2
+    assert all(n == 1 for w in two["workers"] for n in w["loads"].values()), two["workers"]
+    for summary, workers in ((one, 1), (two, 2)):
+        setup = summary["reproducibility"]
+        assert (setup["engine"], setup["threads"], setup["workers"], setup["batch_size"]) == ("hf", 1, workers, 3)
+        assert {m["threads"] for m in setup["models"].values()} == {1}
+    assert one["reproducibility"]["models"] == two["reproducibility"]["models"]

@@ -71,11 +71,10 @@ def make_engine(
     expert: ExpertSpec,
     backend: str = "auto",
     cache_dir: str | Path | None = None,
-    batch_size: int = 8,
-    device: str | None = None,
-    seed: int = 0,
+    **engine_kwargs,
 ) -> Engine:
-    engine = engine_class(pick_backend(backend))(expert, batch_size=batch_size, device=device, seed=seed)
+    """``engine_kwargs``: the Engine's own (``batch_size``, ``device``, ``seed``, ``threads``)."""
+    engine = engine_class(pick_backend(backend))(expert, **engine_kwargs)
     if cache_dir:
         engine = CachedEngine(engine, GenerationCache(cache_dir))
     return engine

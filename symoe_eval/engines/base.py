@@ -118,11 +118,14 @@ class Engine(ABC):
     auto_priority = -1  # engine=auto picks the available backend with the highest; < 0: never
     load_cost_tokens = 2000  # a load, in tokens this backend decodes meanwhile (worker placement)
 
-    def __init__(self, expert: ExpertSpec, *, batch_size: int = 8, device: str | None = None, seed: int = 0):
+    def __init__(self, expert: ExpertSpec, *, batch_size: int = 8, device: str | None = None, seed: int = 0,
+                 threads: int | None = None):
         self.expert = expert
         self.batch_size = max(1, int(batch_size))
         self.device_request = device
         self.seed = seed
+        self.threads = threads  # torch threads of the process that runs the model; None: its default
+        self._setup: dict = {}  # ``describe_setup`` at the last load
         self.stats = EngineStats()
         self._on_budget: Callable[[int], None] | None = None
         self._loaded = False
@@ -155,10 +158,20 @@ class Engine(ABC):
     def _unload(self) -> None:
         """Free what ``_load`` took."""
 
+    def describe_setup(self) -> dict:
+        """What the loaded model's texts depend on beyond the request: a backend adds its
+        version, dtype, device and threads. Run summaries record it; ``symoe compare`` checks it."""
+        return {"engine": self.name, "batch_size": self.batch_size}
+
+    def loaded_setup(self) -> dict:
+        """``describe_setup`` as of the last load; empty when this run never loaded the model."""
+        return self._setup
+
     def load(self) -> None:
         start = time.perf_counter()
         self._load()
         self._loaded = True
+        self._setup = self.describe_setup()
         self.stats.loads += 1
         self.stats.load_seconds += time.perf_counter() - start
         log.info("loaded %s (%s) in %.1fs", self.expert.name, self.name, time.perf_counter() - start)
@@ -266,6 +279,16 @@ def chat_token_ids(tokenizer, request: GenerationRequest) -> list[int]:
     feeds the model these ids."""
     text = tokenizer.apply_chat_template(request.chat(), tokenize=False, add_generation_prompt=True)
     return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def torch_threads(requested: int | None) -> int:
+    """Set this process's torch threads when asked (``threads=``) and return the count in use: on
+    a CPU the thread count changes the arithmetic, so reproducing a run needs the same."""
+    import torch
+
+    if requested:
+        torch.set_num_threads(requested)
+    return torch.get_num_threads()
 
 
 def cpu_has_bf16() -> bool:

@@ -8,16 +8,19 @@ at once; the model is not even loaded when every request is already cached.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import socket
 import threading
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest
+from symoe_eval.engines.batching import micro_batches
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec
 
@@ -49,6 +52,7 @@ class GenerationCache:
     def __init__(self, directory: str | Path):
         self.directory = Path(directory)
         self._entries: dict[str, dict[str, dict]] = {}
+        self._read_upto: dict[str, int] = {}  # bytes of each file read so far
         self._lock = threading.Lock()
         self.skipped_lines = 0
         self.failed_writes = 0
@@ -70,25 +74,37 @@ class GenerationCache:
 
     def entries(self, expert: str) -> dict[str, dict]:
         if expert not in self._entries:
-            found: dict[str, dict] = {}
-            path, bad = self._file(expert), 0
-            if path.exists():
-                with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is one more bad line
-                    for line in fh:
-                        try:
-                            row = json.loads(line)
-                        except ValueError:  # UnicodeDecodeError included
-                            row = None
-                        if _valid(row):
-                            found[row["key"]] = row
-                        elif line.strip():
-                            bad += 1
+            self._entries[expert], self._read_upto[expert] = {}, 0
+            bad = self._read_new(expert, count_torn_tail=True)
             if bad:
                 self.skipped_lines += bad
                 log.warning("generation cache %s: skipped %d unreadable line(s); a request they answered is "
-                            "generated again when a run asks for it", path, bad)
-            self._entries[expert] = found
+                            "generated again when a run asks for it", self._file(expert), bad)
         return self._entries[expert]
+
+    def _read_new(self, expert: str, count_torn_tail: bool) -> int:
+        """Read the records added since the last read; returns the unreadable lines. A last line
+        without its newline is a torn tail (a killed run: counted) or a record another run is
+        writing (a refresh: read again next time)."""
+        path, bad = self._file(expert), 0
+        if not path.exists():
+            return 0
+        with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is one more bad line
+            fh.seek(self._read_upto[expert])
+            for line in fh:
+                if not line.endswith(b"\n") and not count_torn_tail:
+                    break
+                try:
+                    row = json.loads(line)
+                except ValueError:  # UnicodeDecodeError included
+                    row = None
+                if _valid(row):
+                    self._entries[expert][row["key"]] = row
+                elif line.strip():
+                    bad += 1
+                if line.endswith(b"\n"):
+                    self._read_upto[expert] = fh.tell()
+        return bad
 
     def get(self, expert: str, key: str) -> Completion | None:
         row = self.entries(expert).get(key)
@@ -96,27 +112,55 @@ class GenerationCache:
             return None
         return Completion(row["text"], row["num_tokens"], row.get("finish_reason", "stop"), cached=True)
 
-    def put(self, expert: str, key: str, completion: Completion) -> None:
-        row = {
-            "key": key,
-            "text": completion.text,
-            "num_tokens": completion.num_tokens,
-            "finish_reason": completion.finish_reason,
-        }
+    def put(self, expert: str, records: Sequence[tuple[str, Completion]]) -> None:
+        """Keep ``(key, completion)`` records, appended to the file in one write (a micro-batch:
+        a kill never leaves half of one, so a resumed run batches the rest as a fresh one)."""
+        rows = [{"key": key, "text": c.text, "num_tokens": c.num_tokens, "finish_reason": c.finish_reason}
+                for key, c in records]
         with self._lock:
-            self.entries(expert)[key] = row
+            self.entries(expert).update((row["key"], row) for row in rows)
             try:
-                self._append(self._file(expert), json.dumps(row))
+                self._append(self._file(expert), "".join(json.dumps(row) + "\n" for row in rows))
             except OSError as err:
-                self.failed_writes += 1
+                self.failed_writes += len(rows)
                 if expert not in self._unwritable:  # one warning per file: a full disk fails every record
                     self._unwritable.add(expert)
                     log.warning("generation cache %s: write failed (%s); this run keeps its new generations for "
                                 "this file in memory only (counted in failed_writes)", self._file(expert), err.strerror)
 
+    @contextlib.contextmanager
+    def generating(self, expert: str) -> Iterator[None]:
+        """Hold while generating for ``expert``: two runs on one cache never generate for one model
+        at once; the second waits, then reads what the first wrote and generates only the rest.
+        The lock is the OS's (``flock``), so a dead run's is released at once; where there is
+        none (a file system without locks) runs go on unlocked, as before."""
+        lock = None
+        try:
+            lock = open(self.directory / f".{expert}.lock", "a+")
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                lock.seek(0)
+                log.warning("generation cache %s: another run (%s) is generating for %s; waiting to read its "
+                            "work", self.directory, lock.read().strip() or "pid unknown", expert)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            lock.truncate(0)
+            lock.write(f"pid {os.getpid()} on {socket.gethostname()}")
+            lock.flush()
+        except OSError as err:
+            log.debug("generation cache %s: no lock for %s (%s)", self.directory, expert, err)
+        with self._lock:
+            self.entries(expert)
+            self._read_new(expert, count_torn_tail=False)
+        try:
+            yield
+        finally:
+            if lock is not None:
+                lock.close()  # closing releases the flock
+
     @staticmethod
-    def _append(path: Path, line: str) -> None:
-        """One record per line, starting a fresh line when a killed run left a torn tail; a write
+    def _append(path: Path, lines: str) -> None:
+        """Whole records, one per line, starting a fresh line when a killed run left a torn tail; a write
         that fails (a full disk) is cut back off, so no torn record stays in the file's middle."""
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "ab+") as fh:
@@ -126,7 +170,7 @@ class GenerationCache:
                 fh.seek(-1, os.SEEK_END)
                 torn = fh.read(1) != b"\n"
             try:
-                fh.write((b"\n" if torn else b"") + line.encode() + b"\n")
+                fh.write((b"\n" if torn else b"") + lines.encode())
                 fh.flush()
             except OSError:
                 with contextlib.suppress(OSError):
@@ -159,6 +203,9 @@ class CachedEngine(Engine):
     def load_tokenizer(self):
         return self.inner.load_tokenizer()
 
+    def loaded_setup(self) -> dict:
+        return self.inner.loaded_setup()
+
     def declared_context_limit(self) -> int | None:
         return self.inner.declared_context_limit()
 
@@ -172,16 +219,32 @@ class CachedEngine(Engine):
 
     def iter_generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         keys = [request_key(self.expert, r) for r in requests]
-        misses = []
-        for i, key in enumerate(keys):
-            hit = self.cache.get(self.expert.name, key)
-            if hit is None:
-                misses.append(i)
-            else:
+        yield from self._hits(requests, keys, range(len(requests)))
+        misses = [i for i, key in enumerate(keys) if key not in self.cache.entries(self.expert.name)]
+        if not misses:
+            return
+        with self.cache.generating(self.expert.name):
+            yield from self._hits(requests, keys, misses)  # what another run wrote meanwhile
+            misses = [i for i in misses if keys[i] not in self.cache.entries(self.expert.name)]
+            yield from self._generate_recording(requests, keys, misses)
+
+    def _generate_recording(self, requests, keys, misses) -> Iterator[tuple[int, Completion]]:
+        """The misses through the model, each micro-batch recorded in one write once it is whole."""
+        batches = micro_batches([requests[i] for i in misses], self.inner.batch_size)
+        batch_of = {misses[j]: n for n, batch in enumerate(batches) for j in batch}
+        waiting = {n: len(batch) for n, batch in enumerate(batches)}
+        done: dict[int, list] = {}
+        for j, completion in self.inner.iter_generate([requests[i] for i in misses]):
+            i, n = misses[j], batch_of[misses[j]]
+            done.setdefault(n, []).append((keys[i], completion))
+            if len(done[n]) == waiting[n]:
+                self.cache.put(self.expert.name, done.pop(n))
+            yield i, completion
+
+    def _hits(self, requests, keys, indices) -> Iterator[tuple[int, Completion]]:
+        for i in indices:
+            hit = self.cache.get(self.expert.name, keys[i])
+            if hit is not None:
                 self.stats.count_hit(hit)
                 self._budget_used(requests[i].params.max_tokens)
                 yield i, hit
-        for j, completion in self.inner.iter_generate([requests[i] for i in misses]):
-            i = misses[j]
-            self.cache.put(self.expert.name, keys[i], completion)
-            yield i, completion

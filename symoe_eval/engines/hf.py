@@ -9,8 +9,6 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
-from dataclasses import replace
-from itertools import groupby
 from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import (
@@ -20,8 +18,10 @@ from symoe_eval.engines.base import (
     chat_token_ids,
     load_error,
     pick_dtype,
+    torch_threads,
     truncate_at_stop,
 )
+from symoe_eval.engines.batching import micro_batches
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec
 from symoe_eval.weights import loadable_weights, model_context_length, resolve_weights
@@ -140,6 +140,7 @@ class HFEngine(Engine):
 
         device = pick_device(self.device_request)
         dtype = pick_dtype(self.expert.engine_kwargs.get("dtype"), device)
+        torch_threads(self.threads)
         where, _ = resolve_weights(self.expert)
         try:
             folder, _ = loadable_weights(self.expert, build_dtype=dtype)
@@ -151,6 +152,14 @@ class HFEngine(Engine):
         self._eos_ids = self._end_ids()
         torch.set_grad_enabled(False)
         log.info("%s on %s in %s", self.expert.name, device, dtype)
+
+    def describe_setup(self) -> dict:
+        import torch
+        import transformers
+
+        return {**super().describe_setup(), "version": f"transformers {transformers.__version__}, torch {torch.__version__}",
+                "dtype": str(self.model.dtype).removeprefix("torch."), "device": str(self.model.device),
+                "threads": torch_threads(None)}
 
     def _end_ids(self) -> list[int]:
         vocab = self.tokenizer.get_vocab()
@@ -178,34 +187,10 @@ class HFEngine(Engine):
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         prompts = [chat_token_ids(self.tokenizer, r) for r in requests]  # made once per request
-        # One generate() call needs one set of sampling params; within a set, similar lengths
-        # batch together to waste little padding, and copies of one prompt (repeated samples)
-        # sit side by side so they share a prefill. Seeds are per row, so they do not split groups.
-        def same(i):
-            return repr(replace(requests[i].params, seed=None))
-
-        order = sorted(range(len(requests)), key=lambda i: (same(i), len(prompts[i]), prompts[i]))
-        for _, same_params in groupby(order, key=same):
-            for batch in self.micro_batches(list(same_params), prompts):
-                texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params,
-                                             [requests[i].seed for i in batch])
-                yield from zip(batch, texts)
-
-    def micro_batches(self, order: list[int], prompts: Sequence[Sequence[int]]) -> Iterator[list[int]]:
-        """Runs of ``order`` holding up to ``batch_size`` distinct prompts each, with every copy of
-        them: repeated samples of one prompt count once, as one request with vLLM's ``n`` does
-        (they add decoding rows, not prefill). Copies must be adjacent in ``order``."""
-        batch: list[int] = []
-        distinct = 0
-        for i in order:
-            new = not batch or prompts[i] != prompts[batch[-1]]
-            if new and distinct == self.batch_size:
-                yield batch
-                batch, distinct = [], 0
-            batch.append(i)
-            distinct += new
-        if batch:
-            yield batch
+        for batch in micro_batches(requests, self.batch_size):  # seeds are per row: they do not split batches
+            texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params,
+                                         [requests[i].seed for i in batch])
+            yield from zip(batch, texts)
 
     def _left_padded(self, rows: Sequence[Sequence[int]]):
         import torch

@@ -27,7 +27,8 @@ import importlib.util
 import os
 from typing import Iterator, Sequence
 
-from symoe_eval.engines.base import Completion, Engine, GenerationRequest, chat_token_ids, load_error, pick_dtype
+from symoe_eval.engines.base import (Completion, Engine, GenerationRequest, chat_token_ids, load_error, pick_dtype,
+                                     torch_threads)
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import ExpertSpec
 from symoe_eval.weights import loadable_weights, model_config, model_context_length, resolve_weights
@@ -150,6 +151,7 @@ class VLLMEngine(Engine):
                              f"{IN_PROCESS}=1 (one process per model, seeds not reproducible)")
         where, _ = resolve_weights(self.expert)
         device = "cuda" if cuda_available() else "cpu"
+        torch_threads(self.threads)
         try:
             folder, _ = loadable_weights(self.expert, build_dtype=pick_dtype(self.expert.engine_kwargs.get("dtype"), device))
             from vllm import LLM
@@ -160,6 +162,14 @@ class VLLMEngine(Engine):
         self._context = self._context or self.llm.llm_engine.model_config.max_model_len  # what vLLM derived
         if in_process:
             VLLMEngine._in_process_loaded = self
+
+    def describe_setup(self) -> dict:
+        import vllm
+
+        config = self.llm.llm_engine.model_config
+        return {**super().describe_setup(), "version": f"vllm {vllm.__version__}",
+                "dtype": str(config.dtype).removeprefix("torch."), "device": "cuda" if cuda_available() else "cpu",
+                "threads": torch_threads(None)}
 
     def load_tokenizer(self):
         """vLLM's own tokenizer once loaded; before that the same files through transformers."""

@@ -40,6 +40,7 @@ class SymoeLM(LM):
         workers: int = 1,
         ray_address: str | None = None,
         gpus_per_worker: float | None = None,
+        threads: int | None = None,
         **unused: Any,
     ):
         super().__init__()
@@ -57,7 +58,7 @@ class SymoeLM(LM):
         self.context = RunContext.create(
             pool=pool, engine=engine, cache_dir=cache_dir, seed=seed, temperature=temperature, max_gen_toks=max_gen_toks,
             batch_size=batch_size, device=device, max_loaded=max_loaded, workers=workers, ray_address=ray_address,
-            gpus_per_worker=gpus_per_worker)
+            gpus_per_worker=gpus_per_worker, threads=threads)
         self.pool: Pool = self.context.pool
         self.backend = self.context.backend
         self.seed = self.context.seed

@@ -21,6 +21,7 @@ from symoe_eval.scheduling import Scheduler
 log = logging.getLogger(__name__)
 
 NO_CACHE = ("", "none", "off", "false")
+CHAT_FORMATTING = "each expert's chat template"  # always, with or without --apply_chat_template
 
 
 def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = None, optional: bool = False):
@@ -61,6 +62,7 @@ class RunContext:
     workers: int = 1  # > 1: Ray actors (symoe_eval.workers); 1: in process, no Ray import
     ray_address: str | None = None  # join a running cluster ("auto", "ray://host:10001")
     gpus_per_worker: float | None = None
+    threads: int | None = None  # torch threads per model process; None: the process's default
     truncated_responses: int = 0
     truncated_questions: int = 0
     _readers: dict[str, Engine] = field(default_factory=dict, repr=False)  # unloaded: tokenizer, context
@@ -70,7 +72,7 @@ class RunContext:
     def create(cls, pool: str | None = None, engine: str = "auto", cache_dir: str | Path | None = None, seed: Any = 0,
                temperature: Any = None, max_gen_toks: Any = None, batch_size: Any = 8, device: str | None = None,
                max_loaded: Any = None, workers: Any = 1, ray_address: str | None = None,
-               gpus_per_worker: Any = None) -> "RunContext":
+               gpus_per_worker: Any = None, threads: Any = None) -> "RunContext":
         """Validate raw arguments (model_args strings or Python values) into a context; the cache
         folder is checked for writing before any model loads."""
         backend = pick_backend(engine)
@@ -84,6 +86,7 @@ class RunContext:
             max_loaded=model_arg("max_loaded", max_loaded, minimum=1, optional=True),
             workers=model_arg("workers", workers, minimum=1), ray_address=ray_address or None,
             gpus_per_worker=model_arg("gpus_per_worker", gpus_per_worker, float, minimum=0, optional=True),
+            threads=model_arg("threads", threads, minimum=1, optional=True),
         )
         if context.cache_dir is not None:
             GenerationCache(context.cache_dir).check_writable()
@@ -91,9 +94,12 @@ class RunContext:
             log.info("pool %s caps each call at %d new tokens; ask for more with max_gen_toks", spec.name, spec.max_gen_toks)
         return context
 
+    def engine_kwargs(self) -> dict:
+        """What every engine of the run is built with, in process or in a Ray actor."""
+        return {"batch_size": self.batch_size, "device": self.device, "seed": self.seed, "threads": self.threads}
+
     def engine(self, expert: str) -> Engine:
-        return make_engine(self.pool.expert(expert), self.backend, cache_dir=self.cache_dir, batch_size=self.batch_size,
-                           device=self.device, seed=self.seed)
+        return make_engine(self.pool.expert(expert), self.backend, cache_dir=self.cache_dir, **self.engine_kwargs())
 
     def scheduler(self, progress: bool = True) -> Scheduler:
         """Use with ``with``: every model still loaded is unloaded at the end, error or not.
@@ -103,9 +109,15 @@ class RunContext:
             return Scheduler(self.engine, max_loaded, progress=progress)
         from symoe_eval.workers import RayScheduler
 
-        kwargs = {"batch_size": self.batch_size, "device": self.device, "seed": self.seed}
-        return RayScheduler(self.pool.experts, engine_class(self.backend), kwargs, self.cache_dir, self.workers, max_loaded,
+        return RayScheduler(self.pool.experts, engine_class(self.backend), self.engine_kwargs(), self.cache_dir, self.workers, max_loaded,
                             progress, self.ray_address, gpus_per_worker=self._gpus_per_worker())
+
+    def reproducibility(self, scheduler: Scheduler) -> dict:
+        """What a run's texts depend on besides its requests and seed, for its summary: same values
+        (and the same requests) give the same texts, however many workers (README, Reproducibility)."""
+        return {"engine": self.backend, "batch_size": self.batch_size, "threads": self.threads or "default",
+                "workers": self.workers if not self.ray_address else f"ray {self.ray_address}",
+                "chat_formatting": CHAT_FORMATTING, "models": dict(sorted(scheduler.model_setups().items()))}
 
     def _gpus_per_worker(self) -> float:
         """What one actor needs: the largest tensor_parallel_size in the pool with vLLM, one GPU for

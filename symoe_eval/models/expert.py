@@ -37,5 +37,6 @@ class ExpertLM(SymoeLM):
         RunLog.open(self.log_dir, "symoe_expert", self.pool.name).finish({
             "method": "symoe_expert", "pool": self.pool.name, "expert": self.expert.name, "seed": self.seed,
             "backend": self.backend, "questions": len(requests), **scheduler.summary(),
+            "reproducibility": self.context.reproducibility(scheduler),
         }, [(req.task_name, req.doc_id, text) for req, text in zip(requests, texts)])
         return texts

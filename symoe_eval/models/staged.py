@@ -155,7 +155,7 @@ class StagedLM(SymoeLM):
             "method": self.method, "pool": self.pool.name, "seed": self.seed, "backend": self.backend,
             "questions": len(questions), "truncated_responses": self.context.truncated_responses,
             "truncated_questions": self.context.truncated_questions,
-            **summary, **scheduler.summary(),
+            **summary, **scheduler.summary(), "reproducibility": self.context.reproducibility(scheduler),
         }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
         for req, text in zip(requests, texts):
             self.cache_hook.add_partial("generate_until", req.args, text)

@@ -11,6 +11,7 @@ on a fresh actor that takes the dead one's place.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -92,15 +93,24 @@ class RayScheduler(Scheduler):
 
     def run(self, stage: str, calls: Sequence[Call], later=()) -> dict[Hashable, Completion]:
         started = time.perf_counter()
-        results, chunks = self._serve_from_cache(calls)
-        dispatcher = Dispatcher(chunks, self.load_cost)
-        with tqdm(total=len(calls), initial=len(results), desc=stage, disable=not self.progress, leave=False) as bar:
-            self._drive(dispatcher, calls, results, bar)
+        with contextlib.ExitStack() as held:  # another run on the cache generating a model: wait, then read its work
+            for model in self._models_to_generate(calls):  # in name order, so two drivers never deadlock
+                held.enter_context(self.cache.generating(model))
+            results, chunks = self._serve_from_cache(calls)
+            dispatcher = Dispatcher(chunks, self.load_cost)
+            with tqdm(total=len(calls), initial=len(results), desc=stage, disable=not self.progress, leave=False) as bar:
+                self._drive(dispatcher, calls, results, bar)
         self.stages.append(StageReport(stage, time.perf_counter() - started, len(calls), sorted({c.expert for c in calls})))
         self.stages[-1].count(results)
         for worker in self.workers:
             self.stages[-1].order.append(f"{worker.name}: {', '.join(worker.holds) or '-'}")
         return results
+
+    def _models_to_generate(self, calls: Sequence[Call]) -> list[str]:
+        if not self.cache:
+            return []
+        return sorted({c.expert for c in calls
+                       if request_key(self.experts[c.expert], c.request) not in self.cache.entries(c.expert)})
 
     def _serve_from_cache(self, calls: Sequence[Call]) -> tuple[dict, list[Chunk]]:
         results, pending = {}, {}

@@ -69,3 +69,13 @@ def test_a_run_killed_while_generating_does_not_hold_the_next_one_up(tmp_path):
     done = result(start(tmp_path, seconds=0.0))
     assert time.time() - began < 30
     assert done["cached"] >= 2 and done["generated"] + done["cached"] == 8
+
+
+def test_a_thread_already_holding_a_models_lock_is_not_made_to_wait_for_itself(tmp_path):
+    from symoe_eval.engines import GenerationCache
+
+    cache = GenerationCache(tmp_path)
+    with cache.generating("alpha"):
+        with GenerationCache(tmp_path).generating("alpha"):  # flock alone would block here for ever
+            pass
+    assert (tmp_path / ".alpha.lock").read_text().startswith("pid ")

@@ -90,6 +90,36 @@ def test_cached_calls_never_reach_a_worker(tmp_path):
     assert summary["total_loads"] == 0 and sum(w["calls"] for w in summary["workers"]) == 0
 
 
+def test_a_driver_waits_for_another_run_generating_on_its_cache_and_reads_its_work(tmp_path):
+    """Another run (an in-process one here) holds model "a" of the shared cache and writes its
+    calls: the driver waits, reads them, and sends workers only the rest (before it generated
+    them all again)."""
+    from symoe_eval.engines import GenerationCache
+    from symoe_eval.engines.cache import request_key
+
+    calls = stage_calls(12)
+    theirs = [c for c in calls if c.expert == "a"]
+    other = GenerationCache(tmp_path / "cache")
+    holding, written = threading.Event(), threading.Event()
+
+    def other_run():
+        with other.generating("a"):
+            holding.set()
+            time.sleep(1.0)
+            texts = SlowFake(EXPERTS["a"], batch_size=4).generate([c.request for c in theirs])
+            other.put("a", [(request_key(EXPERTS["a"], c.request), t) for c, t in zip(theirs, texts)])
+        written.set()
+
+    threading.Thread(target=other_run).start()
+    holding.wait()
+    with ray_scheduler(tmp_path) as scheduler:
+        out = scheduler.run("s", calls)
+        summary = scheduler.summary()
+    assert written.is_set() and {k: c.text for k, c in out.items()} == in_process(calls)
+    assert sum(w["calls"] for w in summary["workers"]) == len(calls) - len(theirs)
+    assert summary["models"]["a"]["cached_calls"] == len(theirs)
+
+
 def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
     """workers=2 in model_args: the same final texts as in process, and per-worker cost in the summary."""
     from lm_eval.api.instance import Instance

@@ -133,22 +133,12 @@ class GenerationCache:
         """Hold while generating for ``expert``: two runs on one cache never generate for one model
         at once; the second waits, then reads what the first wrote and generates only the rest.
         The lock is the OS's (``flock``), so a dead run's is released at once; where there is
-        none (a file system without locks) runs go on unlocked, as before."""
-        lock = None
-        try:
-            lock = open(self.directory / f".{expert}.lock", "a+")
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock.seek(0)
-                log.warning("generation cache %s: another run (%s) is generating for %s; waiting to read its "
-                            "work", self.directory, lock.read().strip() or "pid unknown", expert)
-                fcntl.flock(lock, fcntl.LOCK_EX)
-            lock.truncate(0)
-            lock.write(f"pid {os.getpid()} on {socket.gethostname()}")
-            lock.flush()
-        except OSError as err:
-            log.debug("generation cache %s: no lock for %s (%s)", self.directory, expert, err)
+        none (a file system without locks) runs go on unlocked, as before. A thread that holds
+        it already goes on (flock would make it wait for itself)."""
+        held = ((self.directory / f".{expert}.lock").absolute(), threading.get_ident())
+        lock = None if held in _HELD_HERE else _lock_file(held[0], expert)
+        if lock is not None:
+            _HELD_HERE.add(held)
         with self._lock:
             self.entries(expert)
             self._read_new(expert, count_torn_tail=False)
@@ -156,6 +146,7 @@ class GenerationCache:
             yield
         finally:
             if lock is not None:
+                _HELD_HERE.discard(held)
                 lock.close()  # closing releases the flock
 
     @staticmethod
@@ -176,6 +167,33 @@ class GenerationCache:
                 with contextlib.suppress(OSError):
                     fh.truncate(size)
                 raise
+
+
+_HELD_HERE: set[tuple[Path, int]] = set()  # (lock file, thread) this process holds
+
+
+def _lock_file(path: Path, expert: str):
+    """``path`` opened and locked (waiting for another holder, named in a warning), or None."""
+    lock = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "a+")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            log.warning("generation cache %s: another run (%s) is generating for %s; waiting to read its work",
+                        path.parent, lock.read().strip() or "pid unknown", expert)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        lock.truncate(0)
+        lock.write(f"pid {os.getpid()} on {socket.gethostname()}")
+        lock.flush()
+        return lock
+    except OSError as err:
+        log.debug("generation cache %s: no lock for %s (%s)", path.parent, expert, err)
+        if lock is not None:
+            lock.close()
+        return None
 
 
 class CachedEngine(Engine):

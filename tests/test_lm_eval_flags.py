@@ -97,3 +97,17 @@ def test_runs_are_named_by_method_pool_and_expert():
 def test_results_record_our_filters_by_a_stable_name(seen):
     config = json.dumps(evaluate()["configs"]["symoe_demo"]["filter_list"])
     assert "symoe_extract" in config and " at 0x" not in config
+
+
+def test_cache_dir_none_in_a_model_args_string_turns_the_cache_off(tmp_path, monkeypatch):
+    """lm-eval's model_args parser makes ``cache_dir=none`` None, which meant the default cache:
+    a run through ``simple_evaluate(model_args=...)`` that asked for no cache wrote one."""
+    from lm_eval.utils import simple_parse_args_string
+
+    from symoe_eval.models.expert import ExpertLM
+
+    monkeypatch.setenv("SYMOE_CACHE_DIR", str(tmp_path / "root"))
+    args = simple_parse_args_string("pool=tiny-cpu,expert=smollm2-135m,cache_dir=none")
+    assert args["cache_dir"] is None
+    assert ExpertLM(**args).context.cache_dir is None
+    assert ExpertLM(pool="tiny-cpu", expert="smollm2-135m").context.cache_dir is not None  # the default stays

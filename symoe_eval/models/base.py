@@ -30,7 +30,7 @@ class SymoeLM(LM):
         self,
         pool: str | None = None,
         engine: str = "auto",
-        cache_dir: str | None = None,
+        cache_dir: str | None = "default",
         seed: int | None = None,
         temperature: float | None = None,
         max_gen_toks: int | None = None,
@@ -55,6 +55,8 @@ class SymoeLM(LM):
         if evaluation_argument("num_fewshot"):
             log.warning("%s runs zero-shot (the paper's setting): --num_fewshot %s is ignored by symoe_* tasks, "
                         "which pin num_fewshot: 0", type(self).__name__, evaluation_argument("num_fewshot"))
+        # lm-eval's model_args parser turns cache_dir=none into None: None means off, as "none" does
+        cache_dir = "none" if cache_dir is None else None if cache_dir == "default" else cache_dir
         self.context = RunContext.create(
             pool=pool, engine=engine, cache_dir=cache_dir, seed=seed, temperature=temperature, max_gen_toks=max_gen_toks,
             batch_size=batch_size, device=device, max_loaded=max_loaded, workers=workers, ray_address=ray_address,

@@ -79,8 +79,9 @@ def prompt_ids(pool) -> dict:
 
 
 def seeded_texts(pool) -> dict:
-    """Sampled texts of 4 samples of one prompt and one other prompt, from two generate calls, in
-    a batch of more prompt tokens than one step of vLLM's default token budget holds."""
+    """Sampled texts of 4 samples of one prompt and one other prompt, from two generate calls of
+    the same batch (more prompt tokens than one step of vLLM's default budget holds), and from a
+    third call with the batch reversed (other batch-mates per step: bf16 texts may change)."""
     spec = pool.expert(next(iter(pool.experts)))
     params = SamplingParams(temperature=0.7, max_tokens=24, seed=0)
     requests = [GenerationRequest.user("Name a colour and say why you like it.", params, sample_index=s) for s in range(4)]
@@ -89,8 +90,10 @@ def seeded_texts(pool) -> dict:
     requests += [GenerationRequest.user(f"{i}. {filler} Summarise.", replace(params, max_tokens=2)) for i in range(24)]
     with make_engine(spec, "vllm") as engine:
         first = [c.text for c in engine.generate(requests)]
-        second = [c.text for c in engine.generate(requests[::-1])][::-1]  # other batch order
-    return {"first": first[:5], "second": second[:5], "prompt_tokens": engine.stats.prompt_tokens // 2}
+        second = [c.text for c in engine.generate(requests)]
+        reordered = [c.text for c in engine.generate(requests[::-1])][::-1]
+    return {"first": first[:5], "second": second[:5], "reordered": reordered[:5],
+            "dtype": engine.loaded_setup().get("dtype"), "prompt_tokens": engine.stats.prompt_tokens // 3}
 
 
 def fitted_quote(pool) -> dict:

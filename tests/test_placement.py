@@ -80,7 +80,7 @@ def test_one_worker_stays_in_process_without_ray():
 
     code = ("import sys; from symoe_eval.models.context import RunContext; "
             "from symoe_eval.scheduling import Scheduler; "
-            "s = RunContext.create('tiny-cpu', engine='hf', cache_dir='none').scheduler(False); "
+            "s = RunContext.create(pool='tiny-cpu', engine='hf', cache_dir='none').scheduler(False); "
             "assert type(s) is Scheduler, type(s); assert 'ray' not in sys.modules; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.stdout.strip() == "ok", done.stderr[-2000:]

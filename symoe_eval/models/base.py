@@ -17,6 +17,7 @@ from symoe_eval.errors import SymoeError
 from symoe_eval.models.context import RunContext
 from symoe_eval.models.evaluation import encode_chat, evaluation_argument, split_context
 from symoe_eval.registry import Pool
+from symoe_eval.runargs import NAMES as RUN_ARG_NAMES
 
 
 log = logging.getLogger(__name__)
@@ -26,41 +27,24 @@ class SymoeLM(LM):
     """Base class: validates the shared model_args into a :class:`RunContext` (pool, engines,
     sampling, cache) that the subclasses generate through."""
 
-    def __init__(
-        self,
-        pool: str | None = None,
-        engine: str = "auto",
-        cache_dir: str | None = "default",
-        seed: int | None = None,
-        temperature: float | None = None,
-        max_gen_toks: int | None = None,
-        batch_size: int | str = 8,
-        device: str | None = None,
-        max_loaded: int | None = None,
-        workers: int = 1,
-        ray_address: str | None = None,
-        gpus_per_worker: float | None = None,
-        threads: int | None = None,
-        **unused: Any,
-    ):
+    def __init__(self, **args: Any):
+        """``args``: the run arguments (``runargs.RUN_ARGS``) a subclass has not taken."""
         super().__init__()
-        ignored = {k: v for k, v in unused.items() if k not in ("max_batch_size",)}
+        run = {name: args.pop(name) for name in RUN_ARG_NAMES if name in args}
+        ignored = {k: v for k, v in args.items() if k not in ("max_batch_size",)}
         if ignored:
             raise SymoeError(f"{type(self).__name__}: unknown model_args {', '.join(sorted(ignored))}")
         limit = evaluation_argument("limit")
         if limit is not None and float(limit) <= 0:  # lm-eval would fail later in a 35-line traceback
             raise SymoeError(f"--limit {limit} selects no documents; give a count >= 1 or a fraction in (0, 1)")
-        if seed is None:  # follow lm-eval's --seed (its random_seed), as its own models do
-            seed = evaluation_argument("random_seed", 0) or 0
+        if run.get("seed") is None:  # follow lm-eval's --seed (its random_seed), as its own models do
+            run["seed"] = evaluation_argument("random_seed", 0) or 0
         if evaluation_argument("num_fewshot"):
             log.warning("%s runs zero-shot (the paper's setting): --num_fewshot %s is ignored by symoe_* tasks, "
                         "which pin num_fewshot: 0", type(self).__name__, evaluation_argument("num_fewshot"))
-        # lm-eval's model_args parser turns cache_dir=none into None: None means off, as "none" does
-        cache_dir = "none" if cache_dir is None else None if cache_dir == "default" else cache_dir
-        self.context = RunContext.create(
-            pool=pool, engine=engine, cache_dir=cache_dir, seed=seed, temperature=temperature, max_gen_toks=max_gen_toks,
-            batch_size=batch_size, device=device, max_loaded=max_loaded, workers=workers, ray_address=ray_address,
-            gpus_per_worker=gpus_per_worker, threads=threads)
+        if "cache_dir" in run and run["cache_dir"] is None:  # lm-eval's parser turns cache_dir=none into None
+            run["cache_dir"] = "none"
+        self.context = RunContext.create(**run)
         self.pool: Pool = self.context.pool
         self.backend = self.context.backend
         self.seed = self.context.seed

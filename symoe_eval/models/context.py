@@ -5,7 +5,6 @@ and the profiler are thin adapters around it, so a stage built once serves both.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -16,29 +15,13 @@ from symoe_eval.errors import SymoeError
 from symoe_eval.models.sampling import sampling_for
 from symoe_eval.paths import cache_root
 from symoe_eval.registry import Pool, load_pool
+from symoe_eval.runargs import parse_run_args
 from symoe_eval.scheduling import Scheduler
 
 log = logging.getLogger(__name__)
 
 NO_CACHE = ("", "none", "off", "false")
 CHAT_FORMATTING = "each expert's chat template"  # always, with or without --apply_chat_template
-
-
-def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = None, optional: bool = False):
-    """A --model_args value as ``kind``, or one line naming the argument and its valid range:
-    NaN and infinities are refused, and an integer argument refuses a fraction (``k=1.5``)."""
-    if optional and value in (None, "", "None", "none"):
-        return None
-    valid = ("an integer" if kind is int else "a finite number") + (f" >= {minimum}" if minimum is not None else "")
-    given = int(value) if kind is int and isinstance(value, float) and value.is_integer() else value  # lm_eval's CLI: k=-1 -> -1.0
-    try:
-        number = float(value)
-        converted = int(number) if kind is int and isinstance(value, float) else kind(value)
-    except (TypeError, ValueError, OverflowError):
-        raise SymoeError(f"model_args {name}={given}: expected {valid}") from None
-    if not math.isfinite(number) or (kind is int and not number.is_integer()) or (minimum is not None and converted < minimum):
-        raise SymoeError(f"model_args {name}={given}: expected {valid}")
-    return converted
 
 
 def cache_dir_for(given: str | Path | None, pool: Pool) -> Path | None:
@@ -69,25 +52,17 @@ class RunContext:
     _counters: dict[str, ChatTokens] = field(default_factory=dict, repr=False)
 
     @classmethod
-    def create(cls, pool: str | None = None, engine: str = "auto", cache_dir: str | Path | None = None, seed: Any = 0,
-               temperature: Any = None, max_gen_toks: Any = None, batch_size: Any = 8, device: str | None = None,
-               max_loaded: Any = None, workers: Any = 1, ray_address: str | None = None,
-               gpus_per_worker: Any = None, threads: Any = None) -> "RunContext":
-        """Validate raw arguments (model_args strings or Python values) into a context; the cache
-        folder is checked for writing before any model loads."""
-        backend = pick_backend(engine)
-        spec = load_pool(pool or engine_class(backend).default_pool)
-        context = cls(
-            pool=spec, backend=backend, cache_dir=cache_dir_for(cache_dir, spec), seed=model_arg("seed", seed),
-            temperature=model_arg("temperature", temperature, float, minimum=0, optional=True),
-            max_gen_toks=model_arg("max_gen_toks", max_gen_toks, minimum=1, optional=True),
-            batch_size=8 if str(batch_size).startswith("auto") else model_arg("batch_size", batch_size, minimum=1),
-            device=device if device not in (None, "", "auto") else None,
-            max_loaded=model_arg("max_loaded", max_loaded, minimum=1, optional=True),
-            workers=model_arg("workers", workers, minimum=1), ray_address=ray_address or None,
-            gpus_per_worker=model_arg("gpus_per_worker", gpus_per_worker, float, minimum=0, optional=True),
-            threads=model_arg("threads", threads, minimum=1, optional=True),
-        )
+    def create(cls, **raw: Any) -> "RunContext":
+        """Validate raw run arguments (``runargs.RUN_ARGS``: model_args strings, CLI or Python
+        values) into a context; the cache folder is checked for writing before any model loads."""
+        if str(raw.get("batch_size", "")).startswith("auto"):  # lm_eval's --batch_size auto: our default
+            raw = {**raw, "batch_size": None}
+        args = parse_run_args({k: v for k, v in raw.items() if v is not None})
+        backend = pick_backend(args.pop("engine"))
+        spec = load_pool(args.pop("pool") or engine_class(backend).default_pool)
+        if args["device"] in ("", "auto"):
+            args["device"] = None
+        context = cls(pool=spec, backend=backend, cache_dir=cache_dir_for(args.pop("cache_dir"), spec), **args)
         if context.cache_dir is not None:
             GenerationCache(context.cache_dir).check_writable()
         if spec.max_gen_toks and context.max_gen_toks is None:

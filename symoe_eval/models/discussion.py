@@ -15,7 +15,7 @@ import re
 from symoe_eval.aggregation import discussion_prompt
 from symoe_eval.answers import INVALID, choices_in, extract_answer, vote
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.context import model_arg
+from symoe_eval.runargs import model_arg
 from symoe_eval.models.staged import StagedLM, parse_names
 
 VOTES = ("majority", "confidence")

@@ -9,7 +9,7 @@ instance-level routing); the aggregator is the task profile's. Each layer is one
 
 from __future__ import annotations
 
-from symoe_eval.models.context import model_arg
+from symoe_eval.runargs import model_arg
 from symoe_eval.models.staged import StagedLM, parse_names
 from symoe_eval.scheduling import Call
 

@@ -11,7 +11,7 @@ import logging
 
 from symoe_eval.aggregation import consensus
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.context import model_arg
+from symoe_eval.runargs import model_arg
 from symoe_eval.models.staged import StagedLM
 from symoe_eval.weights import resolve_weights
 from symoe_eval.routing import QuestionRef, Route, SentenceEmbedder, question_rng, router_class

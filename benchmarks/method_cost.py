@@ -40,7 +40,7 @@ ABLATION = "symoe, prefill per row"
 
 
 def questions(n: int):
-    from symoe_eval.profiling import load_validation
+    from symoe_eval.harness.profiling import load_validation
 
     return [load_validation(task, n, None) for task in TASKS]
 
@@ -69,7 +69,7 @@ def totals(models: dict) -> dict:
 
 def record_calls(into: list) -> None:
     """Keep every call the scheduler runs, in order, for the naive replay."""
-    from symoe_eval.scheduling import Scheduler
+    from symoe_eval.runtime.scheduling import Scheduler
 
     run = Scheduler.run
 
@@ -88,12 +88,10 @@ def prefill_per_row() -> None:
 
 
 def run_method(name: str, args, work: Path) -> dict:
-    from symoe_eval.models.discussion import Discussion
-    from symoe_eval.models.moa import MixtureOfAgents
-    from symoe_eval.models.symoe import SymbolicMoE
+    from symoe_eval.harness.lm import lm_class
 
     method, extra = METHODS.get(name, ("symoe", {}))
-    cls = {"symoe": SymbolicMoE, "moa": MixtureOfAgents, "discussion": Discussion}[method]
+    cls = lm_class(method)
     if name == ABLATION:
         prefill_per_row()
     sets = questions(args.questions)
@@ -119,7 +117,7 @@ def question_of(stage: str, key, by_text: dict) -> tuple:
 def run_naive(args, work: Path) -> dict:
     """symoe's own calls, question by question: each stage loads the models the question needs."""
     from symoe_eval.engines import make_engine
-    from symoe_eval.registry import load_pool
+    from symoe_eval.pools.schema import load_pool
 
     pool = load_pool(args.pool)
     calls = pickle.loads((work.parent / "symoe_calls.pkl").read_bytes())
@@ -169,7 +167,7 @@ def row(name: str, r: dict, moa: dict) -> str:
 
 
 def report(args, results: dict) -> str:
-    from symoe_eval.stats import paired_result
+    from symoe_eval.analysis.stats import paired_result
 
     symoe, moa, naive = results["symoe"], results["moa layers=3"], results["naive"]
     n = symoe["questions"]

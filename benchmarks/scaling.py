@@ -18,8 +18,8 @@ import random
 import time
 
 from symoe_eval.engines import Completion, Engine, GenerationRequest, SamplingParams
-from symoe_eval.registry import ExpertSpec, WeightSource
-from symoe_eval.scheduling import Call
+from symoe_eval.pools.schema import ExpertSpec, WeightSource
+from symoe_eval.runtime.scheduling import Call
 
 LOAD_S = 0.2  # one model load
 RATE = 8000.0  # generated tokens per second of one worker
@@ -70,7 +70,7 @@ def lower_bound(stage: list[Call], workers: int) -> float:
 
 
 def measure(workers: int, stages: list[list[Call]]) -> tuple[float, int, list[float]]:
-    from symoe_eval.workers import RayScheduler
+    from symoe_eval.runtime.workers import RayScheduler
 
     experts = {e: ExpertSpec(e, f"org/{e}", WeightSource(hf_id=f"org/{e}")) for e in EXPERTS}
     with RayScheduler(experts, SleepEngine, {"batch_size": CHUNK}, workers=workers, max_loaded=1, progress=False,

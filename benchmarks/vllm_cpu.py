@@ -26,7 +26,7 @@ from pathlib import Path
 
 from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
 from symoe_eval.engines.base import chat_token_ids
-from symoe_eval.registry import load_pool
+from symoe_eval.pools.schema import load_pool
 from symoe_eval.paths import tasks_dir
 
 INSTRUCTION = ('\nProvide your step-by-step reasoning first, and then print "The answer is (X)", where X is the '

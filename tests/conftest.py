@@ -23,8 +23,8 @@ def data_dir() -> Path:
 def tiny_cpu_weights() -> None:
     """Tests that read the tiny-cpu weight files: skipped (named) where the pool is not installed,
     failed instead under SYMOE_REQUIRE_WEIGHTS (CI installs it)."""
-    from symoe_eval.registry import load_pool
-    from symoe_eval.weights import missing_files
+    from symoe_eval.pools.schema import load_pool
+    from symoe_eval.pools.weights import missing_files
 
     problems = missing_files(load_pool("tiny-cpu"))
     if problems:

@@ -11,7 +11,7 @@ from typing import Callable
 
 from symoe_eval.engines.base import Completion, Engine
 from symoe_eval.engines.batching import micro_batches
-from symoe_eval.registry import ExpertSpec, WeightSource
+from symoe_eval.pools.schema import ExpertSpec, WeightSource
 
 
 def draw(request) -> random.Random:

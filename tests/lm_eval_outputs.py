@@ -37,7 +37,7 @@ def answer_text(name: str, task: str, doc: int) -> str:
 
 def run_summary(name: str, tasks: dict[str, list[float]], **fields) -> dict:
     """The run summary our models write for the run ``write_run(name, tasks)`` stands for."""
-    from symoe_eval.runlog import answers_digest
+    from symoe_eval.analysis.runlog import answers_digest
 
     digest = answers_digest((t, d, answer_text(name, t, d)) for t, scores in tasks.items() for d in range(len(scores)))
     return {"answers_digest": digest, **fields}

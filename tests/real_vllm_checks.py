@@ -13,7 +13,7 @@ from dataclasses import replace
 import psutil
 
 from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
-from symoe_eval.registry import load_pool
+from symoe_eval.pools.schema import load_pool
 
 QUESTION = "Question: Which gas do plants take in for photosynthesis?\n(A) oxygen (B) carbon dioxide (C) helium (D) neon"
 
@@ -98,22 +98,23 @@ def seeded_texts(pool) -> dict:
 
 def fitted_quote(pool) -> dict:
     """An aggregation prompt quoting three long responses for an expert whose config declares a
-    short context (the pool declares none), fitted by the run context, then read by vLLM."""
-    from symoe_eval.aggregation import AGGREGATE_INSTRUCTION
-    from symoe_eval.models.context import RunContext
+    short context (the pool declares none), fitted by the methods' synthesis prompts, then read by vLLM."""
+    from symoe_eval.methods.aggregation import AGGREGATE_INSTRUCTION, SynthesisPrompts
+    from symoe_eval.runtime.context import RunContext
 
     name = next(iter(pool.experts))
     context = RunContext.create(pool=str(pool.path), engine="vllm", cache_dir="none", max_gen_toks=32)
     responses = [f"Response {i}: " + " ".join(f"step {j} of my reasoning about plants and light." for j in range(60))
                  + f" The answer is ({'ABC'[i]})." for i in range(3)]
-    request = context.synthesis_request(name, QUESTION + "\nThe answer is (X).", responses, {}, 0)
+    prompts = SynthesisPrompts(context)
+    request = prompts.request(name, QUESTION + "\nThe answer is (X).", responses, {}, 0)
     with make_engine(pool.expert(name), "vllm") as engine:
         seen = spy_on_prompts(engine)
         engine.generate([request])
         read = engine.llm.get_tokenizer().decode(seen[0])
         limit, cut_by_engine = engine.llm.llm_engine.model_config.max_model_len, engine.stats.truncated_prompts
     return {"limit": limit, "prompt_tokens": len(seen[0]), "cut_by_engine": cut_by_engine,
-            "responses_cut": context.truncated_responses, "has_instruction": read.count(AGGREGATE_INSTRUCTION[:80]),
+            "responses_cut": prompts.truncated_responses, "has_instruction": read.count(AGGREGATE_INSTRUCTION[:80]),
             "blocks": [read.count(f"### Model {i}'s response:") for i in (1, 2, 3)],
             "has_question_end": "The answer is (X)." in read}
 

@@ -2,18 +2,17 @@
 
 import pytest
 
-from symoe_eval.answers import (
+from symoe_eval.methods.answers import (
     INVALID,
     choices_in,
     extract_answer,
-    filter_extract,
     is_correct,
     last_boxed,
     majority,
     math_equal,
-    process_results,
     strip_thinking,
 )
+from symoe_eval.harness.tasks import filter_extract, process_results
 
 MC4 = "Which is right? The options are: (A) one (B) two (C) three (D) four"
 MC10 = "Pick. The options are: " + " ".join(f"({c}) opt{c}" for c in "ABCDEFGHIJ")

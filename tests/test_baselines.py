@@ -5,12 +5,13 @@ import json
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.models.context as context
+import symoe_eval.runtime.context as context
 from fakes import FakeEngine, draw
-from symoe_eval.models.discussion import Discussion, stated_confidence
-from symoe_eval.models.moa import MixtureOfAgents
-from symoe_eval.answers import extract_answer, vote
-from symoe_eval.profiles import ExpertProfile, TaskProfile, save_profile
+from symoe_eval.harness.lm import lm_class
+from symoe_eval.methods.discussion import Discussion, stated_confidence
+from symoe_eval.methods.moa import MixtureOfAgents
+from symoe_eval.methods.answers import extract_answer, vote
+from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, save_profile
 
 MC = "Which? The options are: (A) x (B) y (C) z (D) w"
 POOL = """
@@ -63,7 +64,7 @@ def summary_of(folder):
 def test_moa_makes_n_times_l_plus_one_calls_and_loads_once_per_layer(pool, monkeypatch, layers, proposers):
     use_fakes(monkeypatch, lambda name, req: f"{name}: The answer is (B)")
     n = len(proposers.split("|"))
-    lm = MixtureOfAgents(pool=str(pool / "trio.yaml"), layers=layers, proposers=proposers, aggregator="d",
+    lm = lm_class("moa")(pool=str(pool / "trio.yaml"), layers=layers, proposers=proposers, aggregator="d",
                          max_loaded=1, cache_dir="none", log_dir=str(pool / "logs"))
     out = lm.generate_until(instances(4))
     assert out == ["d: The answer is (B)"] * 4
@@ -84,7 +85,7 @@ def test_moa_defaults_come_from_the_task_profile(pool, monkeypatch):
     profile = TaskProfile("symoe_gpqa", "trio", {n: ExpertProfile(n, {"k": s}) for n, s in
                                                  {"a": 1, "b": 5, "c": 3, "d": 4}.items()}, "c")
     save_profile(profile, pool / "profiles", "r")
-    lm = MixtureOfAgents(pool=str(pool / "trio.yaml"), layers=1, profiles=str(pool / "profiles"), cache_dir="none",
+    lm = lm_class("moa")(pool=str(pool / "trio.yaml"), layers=1, profiles=str(pool / "profiles"), cache_dir="none",
                          log_dir=str(pool / "logs"))
     lm.generate_until(instances(2))
     summary = summary_of(pool / "logs")
@@ -103,7 +104,7 @@ def discussion_responder(finals):
 def test_discussion_makes_agents_times_rounds_plus_one_calls_and_votes(pool, monkeypatch):
     use_fakes(monkeypatch, discussion_responder({"a": "The answer is (A)", "b": "Hmm. The answer is (B)",
                                                  "c": "Agreed. The answer is (B)"}))
-    lm = Discussion(pool=str(pool / "trio.yaml"), agents="a|b|c", rounds=2, cache_dir="none", log_dir=str(pool / "logs"))
+    lm = lm_class("discussion")(pool=str(pool / "trio.yaml"), agents="a|b|c", rounds=2, cache_dir="none", log_dir=str(pool / "logs"))
     out = lm.generate_until(instances(3))
     assert len(generated_prompts()) == 3 * 3 * (2 + 1)
     assert all(o.endswith("The answer is (B).") for o in out)
@@ -119,7 +120,7 @@ def test_discussion_ties_go_to_the_stronger_agent(pool, monkeypatch):
     use_fakes(monkeypatch, discussion_responder({"a": "The answer is (A)", "b": "The answer is (B)"}))
     profile = TaskProfile("symoe_gpqa", "trio", {"a": ExpertProfile("a", {"k": 1}), "b": ExpertProfile("b", {"k": 9})}, "a")
     save_profile(profile, pool / "profiles", "r")
-    lm = Discussion(pool=str(pool / "trio.yaml"), agents="a|b", rounds=1, profiles=str(pool / "profiles"),
+    lm = lm_class("discussion")(pool=str(pool / "trio.yaml"), agents="a|b", rounds=1, profiles=str(pool / "profiles"),
                     cache_dir="none", log_dir=str(pool / "logs"))
     assert lm.generate_until(instances(1))[0].endswith("The answer is (B).")
 
@@ -127,7 +128,7 @@ def test_discussion_ties_go_to_the_stronger_agent(pool, monkeypatch):
 def test_confidence_weighted_vote(pool, monkeypatch):
     use_fakes(monkeypatch, discussion_responder({
         "a": "The answer is (A)\nConfidence: 0.9", "b": "The answer is (B) Confidence: 20%", "c": "The answer is (B)\nConfidence: 0.3"}))
-    lm = Discussion(pool=str(pool / "trio.yaml"), agents="a|b|c", rounds=1, vote="confidence", cache_dir="none",
+    lm = lm_class("discussion")(pool=str(pool / "trio.yaml"), agents="a|b|c", rounds=1, vote="confidence", cache_dir="none",
                     log_dir=str(pool / "logs"))
     assert lm.generate_until(instances(1))[0].endswith("The answer is (A).")
     assert all("Confidence: <a number" in p for _, p in generated_prompts() if p.startswith("These are"))
@@ -138,9 +139,10 @@ def test_self_consistency_scores_the_vote_of_five_repeats(monkeypatch, data_dir,
     """The real lm-eval pipeline over symoe_gpqa_sc: 5 repeats per doc, scored by their vote."""
     import lm_eval
 
-    from symoe_eval import plugin
-    from symoe_eval.data import load_splits
-    from symoe_eval.models.expert import ExpertLM
+    from symoe_eval.harness import plugin
+    from symoe_eval.harness.tasks import load_splits
+    from symoe_eval.harness.lm import lm_class
+    ExpertLM = lm_class("symoe_expert")
 
     plugin.activate()
     golds = {r["question"]: r["gold_answer"] for r in load_splits("gpqa", str(data_dir))["test"][:4]}

@@ -54,13 +54,13 @@ REGISTRY_PROBE = (  # vllm cannot be imported here, so its entry is only looked 
 def test_our_models_and_lm_evals_own_resolve_in_any_import_order(importer):
     done = subprocess.run([sys.executable, "-c", f"{importer}\n{REGISTRY_PROBE}"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.split() == ["SymbolicMoE", "ExpertLM", "HFLM", "True"]
+    assert done.stdout.split() == ["SymbolicMoELM", "SingleExpertLM", "HFLM", "True"]
 
 
 def test_the_hook_imports_nothing_heavy():
     code = "import sys; print(sorted(m for m in sys.modules if m.startswith(('symoe', 'lm_eval', 'torch', 'yaml'))))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert json.loads(done.stdout.replace("'", '"')) == ["symoe_eval", "symoe_eval._hook"]
+    assert json.loads(done.stdout.replace("'", '"')) == ["symoe_eval", "symoe_eval.harness", "symoe_eval.harness.hook"]
 
 
 def test_unknown_model_args_and_errors_are_one_line_through_symoe_eval(tmp_path, data_dir):
@@ -109,14 +109,15 @@ def test_symoe_tool_lists_pools(tmp_path):
 def test_every_run_argument_is_a_model_arg_a_profile_flag_and_a_readme_row(tmp_path):
     """One declaration (runargs.RUN_ARGS): symoe profile lacked --max-loaded, --device,
     --gpus-per-worker, --temperature and --threads, and the README's table was written by hand."""
-    from symoe_eval.models.expert import ExpertLM
-    from symoe_eval.runargs import RUN_ARGS, readme_table
+    from symoe_eval.harness.lm import lm_class
+    from symoe_eval.runtime.runargs import RUN_ARGS, readme_table
+    ExpertLM = lm_class("symoe_expert")
 
     done = run_cli(["symoe", "profile", "--help"], cwd=tmp_path)
     assert done.returncode == 0
     assert [a.flag for a in RUN_ARGS if a.flag not in done.stdout] == []
     assert readme_table() in (Path(__file__).parents[1] / "README.md").read_text()
     lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none", threads="2", max_loaded="1", device="cpu")
-    assert (lm.context.threads, lm.context.max_loaded, lm.context.device) == (2, 1, "cpu")
+    assert (lm.runtime.threads, lm.runtime.max_loaded, lm.runtime.device) == (2, 1, "cpu")
     with pytest.raises(SymoeError, match="model_args threads=0: expected an integer >= 1"):
         ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none", threads=0)

@@ -8,11 +8,11 @@ import pytest
 
 from conftest import run_cli
 from lm_eval_outputs import discordant, run_summary, write_builtin_run, write_run
-from symoe_eval.compare import compare_runs, render
+from symoe_eval.analysis.compare import compare_runs, render
 from symoe_eval.errors import SymoeError
-from symoe_eval.leaderboard import build_leaderboard
-from symoe_eval.runs import find_runs, load_run
-from symoe_eval.stats import holm
+from symoe_eval.analysis.leaderboard import build_leaderboard
+from symoe_eval.analysis.runs import find_runs, load_run
+from symoe_eval.analysis.stats import holm
 
 
 def binomial_p(k_a, k_b):
@@ -227,7 +227,7 @@ def test_a_folder_of_several_runs_is_listed_not_silently_resolved(tmp_path):
 def test_compare_warns_when_the_runs_differ_in_what_their_texts_depend_on(tmp_path):
     """An ``hf`` run (no chat template unless asked) against ``symoe_expert`` (each expert's
     template), and two of ours at different torch threads: compare said nothing before."""
-    from symoe_eval.models.context import CHAT_FORMATTING
+    from symoe_eval.runtime.context import CHAT_FORMATTING
 
     scores = {"symoe_gpqa": [1.0, 0.0, 1.0]}
 

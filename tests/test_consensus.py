@@ -6,11 +6,12 @@ import json
 import numpy as np
 import pytest
 
-import symoe_eval.models.context as context
+import symoe_eval.runtime.context as context
 from fakes import FakeEngine
-from symoe_eval.aggregation import consensus
+from symoe_eval.harness.lm import lm_class
+from symoe_eval.methods.aggregation import consensus
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.symoe import SymbolicMoE
+from symoe_eval.methods.symoe import SymbolicMoE
 
 MC = "Which is it? The options are: (A) one (B) two (C) three (D) four"
 AIME = "Find the remainder when 2^10 is divided by 1000."
@@ -52,7 +53,7 @@ def respond(name, request):
 def evaluate(monkeypatch, data_dir, tmp_path):
     import lm_eval
 
-    from symoe_eval import plugin
+    from symoe_eval.harness import plugin
 
     plugin.activate()
     FakeEngine.log.clear()
@@ -61,7 +62,7 @@ def evaluate(monkeypatch, data_dir, tmp_path):
 
     def run(aggregate):
         logs = tmp_path / aggregate
-        lm = SymbolicMoE(pool="tiny-cpu", cache_dir="none", log_dir=str(logs), aggregate=aggregate)
+        lm = lm_class("symoe")(pool="tiny-cpu", cache_dir="none", log_dir=str(logs), aggregate=aggregate)
         results = lm_eval.simple_evaluate(model=lm, tasks=["symoe_gpqa", "symoe_aime24"], limit=12,
                                           metadata={"data_dir": str(data_dir)}, log_samples=True)
         summary = json.loads(next(logs.glob("routing_summary_*.json")).read_text())
@@ -104,4 +105,4 @@ def test_disagree_skips_the_aggregator_only_where_the_experts_agree(evaluate):
 
 def test_an_unknown_aggregate_mode_is_one_line():
     with pytest.raises(SymoeError, match="model_args aggregate=sometimes: expected one of always, disagree"):
-        SymbolicMoE(pool="tiny-cpu", cache_dir="none", aggregate="sometimes")
+        lm_class("symoe")(pool="tiny-cpu", cache_dir="none", aggregate="sometimes")

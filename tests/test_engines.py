@@ -17,7 +17,7 @@ from symoe_eval.engines import (
 )
 from symoe_eval.engines.cache import request_key
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec, Generation, WeightSource
+from symoe_eval.pools.schema import ExpertSpec, Generation, WeightSource
 
 
 def requests(n, **params):
@@ -117,7 +117,7 @@ def test_vllm_loads_a_gguf_expert_from_its_dense_copy_offline(monkeypatch, tmp_p
     import json
 
     from symoe_eval.engines.vllm import kv_bytes_per_token
-    from symoe_eval.weights import dense_copy_dir
+    from symoe_eval.pools.weights import dense_copy_dir
 
     state = install_fake_vllm(monkeypatch)
     (tmp_path / "m.gguf").write_bytes(b"x")
@@ -366,7 +366,7 @@ def test_gpus_per_ray_worker_come_from_the_engine(monkeypatch, tmp_path):
     import symoe_eval.engines.vllm as vllm_engine
     from symoe_eval.engines.hf import HFEngine
     from symoe_eval.engines.vllm import VLLMEngine
-    from symoe_eval.models.context import RunContext
+    from symoe_eval.runtime.context import RunContext
 
     wide = ExpertSpec("w", "org/w", WeightSource(hf_id="org/w"), backend_kwargs={"vllm": {"tensor_parallel_size": 2}})
     experts = [expert("a"), wide]

@@ -3,10 +3,11 @@
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.models.context as context
+import symoe_eval.runtime.context as context
 from fakes import FakeEngine
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.expert import ExpertLM
+from symoe_eval.harness.lm import lm_class
+ExpertLM = lm_class("symoe_expert")
 
 MC = "Q? The options are: (A) x (B) y"
 

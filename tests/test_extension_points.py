@@ -1,16 +1,21 @@
-"""Adding a backend or a routing method is one class plus a name: both run symoe end to end."""
+"""Adding a backend, a routing method or a whole method is one class plus a name: the first two
+run symoe end to end, the third runs through the stock ``lm_eval`` command by its name alone."""
 
 import json
 import re
+import sys
+from dataclasses import dataclass
 
 import pytest
 from lm_eval.api.instance import Instance
 
 from fakes import WordTokenizer
 from symoe_eval.engines import ENGINES, Completion, Engine, register_engine
-from symoe_eval.models.symoe import SymbolicMoE
-from symoe_eval.profiles import ExpertProfile, TaskProfile, save_profile
-from symoe_eval.routing import ROUTERS, Route, Router, register_router
+from symoe_eval.harness.lm import lm_class
+from symoe_eval.methods import METHODS
+from symoe_eval.methods.base import Method, MethodResult, Question, Row, parse_names
+from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, save_profile
+from symoe_eval.methods.routing import ROUTERS, Route, Router, register_router
 
 POOL = """
 name: toys
@@ -74,7 +79,7 @@ def requests(n):
 
 def run(toys, **args):
     pool, folder = toys
-    model = SymbolicMoE(pool=str(pool), profiles=str(folder / "profiles"), log_dir=str(folder / "logs"),
+    model = lm_class("symoe")(pool=str(pool), profiles=str(folder / "profiles"), log_dir=str(folder / "logs"),
                         cache_dir="none", **args)
     out = model.generate_until(requests(4))
     summary = json.loads(sorted((folder / "logs").glob("routing_summary_*.json"))[-1].read_text())
@@ -96,3 +101,72 @@ def test_a_toy_router_runs_symoe_by_name(toys):
     assert all(r["experts"] == ["beta"] * 3 for r in rows)
     assert [s["name"] for s in summary["stages"]] == ["experts", "aggregation"]  # no keyword stage: not needed
     assert all(o.startswith("alpha thinks") for o in out)  # the profile's aggregator
+
+
+# ---------------------------------------------------------------- a toy method
+
+
+@dataclass(frozen=True)
+class LongestRow(Row):
+    lengths: list[int]
+
+
+class LongestAnswer(Method):
+    """A toy method: every named expert answers; the longest response is the method's."""
+
+    name = "toy-longest"
+
+    def __init__(self, runtime, experts: str = "alpha|beta"):
+        super().__init__(runtime)
+        self.experts = [self.pool.expert(n).name for n in parse_names(experts)]
+
+    def run(self, questions, scheduler):
+        from symoe_eval.runtime.scheduling import Call
+
+        out = scheduler.run("answers", [Call((q.key, e), e, self.runtime.request(e, q.prompt, q.gen_kwargs, q.repeat))
+                                        for q in questions for e in self.experts])
+        rows = []
+        for q in questions:
+            texts = [out[(q.key, e)].text for e in self.experts]
+            best = max(texts, key=len)
+            rows.append(LongestRow(q.task, q.doc_id, q.repeat, self.experts, q.answer(best), best, [len(t) for t in texts]))
+        return MethodResult({r_key(r): r.final_text for r in rows}, rows, {"experts": self.experts})
+
+
+def r_key(row: Row) -> tuple:
+    return (row.task, row.doc_id, row.repeat)
+
+
+def test_a_toy_method_runs_without_lm_eval(toys):
+    from symoe_eval.runtime.context import RunContext
+
+    pool, _ = toys
+    runtime = RunContext.create(pool=str(pool), engine="echo", cache_dir="none")
+    questions = [Question("t", i, 0, f"Q{i}? The options are: (A) x (B) y", f"Q{i}?", {}) for i in range(3)]
+    with runtime.scheduler(progress=False) as scheduler:
+        result = LongestAnswer(runtime).run(questions, scheduler)
+    assert list(result.texts.values()) == ["alpha thinks. The answer is (B)"] * 3  # alpha's is one letter longer
+    assert [r.lengths for r in result.rows] == [[31, 30]] * 3 and result.summary == {"experts": ["alpha", "beta"]}
+
+
+def test_a_toy_method_runs_through_stock_lm_eval_by_name(toys, monkeypatch):
+    from lm_eval.__main__ import cli_evaluate
+
+    from symoe_eval.harness.plugin import register_method
+
+    pool, folder = toys
+    monkeypatch.setitem(METHODS, "toy-longest", LongestAnswer)
+    register_method("toy-longest", LongestAnswer)
+    out = folder / "out"
+    monkeypatch.setattr(sys, "argv", [
+        "lm_eval", "--model", "toy-longest", "--model_args", f"pool={pool},engine=echo,cache_dir=none,experts=beta+alpha",
+        "--tasks", "symoe_demo", "--limit", "3", "--output_path", str(out)])
+    cli_evaluate()
+    (results,) = out.rglob("results_*.json")
+    assert 0 <= json.loads(results.read_text())["results"]["symoe_demo"]["exact_match,answer"] <= 1
+    (summary,) = out.glob("routing_summary_toy-longest_toys_*.json")  # the run log lands beside lm-eval's outputs
+    summary = json.loads(summary.read_text())
+    assert (summary["method"], summary["questions"], summary["experts"]) == ("toy-longest", 3, ["beta", "alpha"])
+    rows = [json.loads(line) for line in open(summary["routing_log"])]
+    assert [r["experts"] for r in rows] == [["beta", "alpha"]] * 3
+    assert all(r["final_text"].startswith("alpha thinks") and len(r["lengths"]) == 2 for r in rows)

@@ -69,7 +69,7 @@ def check(name: str, produced, tmp: Path) -> None:
 
 @pytest.fixture(scope="module")
 def golden_pool(tmp_path_factory, tiny_cpu_weights):
-    from symoe_eval import plugin
+    from symoe_eval.harness import plugin
     from symoe_eval.engines import register_engine
 
     plugin.activate()

@@ -5,11 +5,12 @@ import json
 import lm_eval
 import pytest
 
-import symoe_eval.models.context as context
+import symoe_eval.runtime.context as context
 from conftest import run_cli
 from fakes import FakeEngine
-from symoe_eval import plugin
-from symoe_eval.models.expert import ExpertLM
+from symoe_eval.harness import plugin
+from symoe_eval.harness.lm import lm_class
+ExpertLM = lm_class("symoe_expert")
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ def test_num_fewshot_is_refused_in_one_warning(seen, caplog):
         except Exception:
             pass  # lm-eval may refuse the shots itself; our warning comes first, when it builds the model
     said = [r.getMessage() for r in caplog.records if "num_fewshot" in r.getMessage() and "zero-shot" in r.getMessage()]
-    assert said == ["ExpertLM runs zero-shot (the paper's setting): --num_fewshot 2 is ignored by symoe_* tasks, "
+    assert said == ["symoe_expert runs zero-shot (the paper's setting): --num_fewshot 2 is ignored by symoe_* tasks, "
                     "which pin num_fewshot: 0"]
 
 
@@ -104,10 +105,11 @@ def test_cache_dir_none_in_a_model_args_string_turns_the_cache_off(tmp_path, mon
     a run through ``simple_evaluate(model_args=...)`` that asked for no cache wrote one."""
     from lm_eval.utils import simple_parse_args_string
 
-    from symoe_eval.models.expert import ExpertLM
+    from symoe_eval.harness.lm import lm_class
+    ExpertLM = lm_class("symoe_expert")
 
     monkeypatch.setenv("SYMOE_CACHE_DIR", str(tmp_path / "root"))
     args = simple_parse_args_string("pool=tiny-cpu,expert=smollm2-135m,cache_dir=none")
     assert args["cache_dir"] is None
-    assert ExpertLM(**args).context.cache_dir is None
-    assert ExpertLM(pool="tiny-cpu", expert="smollm2-135m").context.cache_dir is not None  # the default stays
+    assert ExpertLM(**args).runtime.cache_dir is None
+    assert ExpertLM(pool="tiny-cpu", expert="smollm2-135m").runtime.cache_dir is not None  # the default stays

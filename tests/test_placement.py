@@ -1,7 +1,7 @@
 """The dispatcher's policy, pure: held models first, longest work first, splits only when they pay."""
 
 from symoe_eval.engines import GenerationRequest, SamplingParams
-from symoe_eval.placement import Chunk, Dispatcher, make_chunks
+from symoe_eval.runtime.placement import Chunk, Dispatcher, make_chunks
 
 
 def chunks(model, n, work=100.0):
@@ -78,8 +78,8 @@ def test_one_worker_stays_in_process_without_ray():
     import subprocess
     import sys
 
-    code = ("import sys; from symoe_eval.models.context import RunContext; "
-            "from symoe_eval.scheduling import Scheduler; "
+    code = ("import sys; from symoe_eval.runtime.context import RunContext; "
+            "from symoe_eval.runtime.scheduling import Scheduler; "
             "s = RunContext.create(pool='tiny-cpu', engine='hf', cache_dir='none').scheduler(False); "
             "assert type(s) is Scheduler, type(s); assert 'ray' not in sys.modules; print('ok')")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.profiles import (
+from symoe_eval.methods.profiles import (
     ExpertProfile,
     TaskProfile,
     build_aggregation_set,

@@ -2,10 +2,10 @@
 
 import json
 
-import symoe_eval.models.context as context
-import symoe_eval.profiling as profiling
+import symoe_eval.runtime.context as context
+import symoe_eval.harness.profiling as profiling
 from fakes import FakeEngine, draw
-from symoe_eval.profiles import load_profile
+from symoe_eval.methods.profiles import load_profile
 
 
 def respond(name, request):

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import run_cli
 from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
-from symoe_eval.registry import load_pool
-from symoe_eval.weights import resolve_weights
+from symoe_eval.pools.schema import load_pool
+from symoe_eval.pools.weights import resolve_weights
 
 pytestmark = pytest.mark.slow
 
@@ -126,7 +126,7 @@ def test_lm_eval_hf_model_still_works(tmp_path, data_dir):
 def test_fitted_aggregation_prompt_is_not_cut_again_by_the_engine():
     """Prompt fitting counts with the engine's own tokenizer and template: at a 1024-token context
     the engine has nothing left to cut."""
-    from symoe_eval.aggregation import ChatTokens, aggregate_prompt, fit_prompt
+    from symoe_eval.methods.aggregation import ChatTokens, aggregate_prompt, fit_prompt
 
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "max_model_len": 1024})
@@ -161,7 +161,7 @@ def test_stock_flags_on_a_real_model(tmp_path):
         assert samples.parent.name == "symoe_expert-tiny-cpu-smollm2-135m"
         return [json.loads(line) for line in samples.open()]
 
-    from symoe_eval.models.evaluation import split_context
+    from symoe_eval.harness.lm_eval_internals import split_context
 
     chat = run("chat", "--apply_chat_template", "--system_instruction", "Answer in French.")
     (context,) = [v["arg_0"] for v in chat[0]["arguments"].values()]

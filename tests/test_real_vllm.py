@@ -15,7 +15,7 @@ import yaml
 
 from conftest import run_cli
 from fakes import fewest_loads
-from symoe_eval.registry import pool_path
+from symoe_eval.pools.schema import pool_path
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 CHECKS = Path(__file__).with_name("real_vllm_checks.py")
@@ -39,8 +39,8 @@ def run_check(check: str, pool) -> dict:
 def smollm_folder() -> Path:
     import torch
 
-    from symoe_eval.registry import load_pool
-    from symoe_eval.weights import loadable_weights
+    from symoe_eval.pools.schema import load_pool
+    from symoe_eval.pools.weights import loadable_weights
 
     return Path(loadable_weights(load_pool("tiny-cpu").expert("smollm2-135m"), build_dtype=torch.bfloat16)[0])
 

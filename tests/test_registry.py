@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import available_pools, load_pool, parse_pool
-from symoe_eval.weights import missing_files, resolve_weights
+from symoe_eval.pools.schema import available_pools, load_pool, parse_pool
+from symoe_eval.pools.weights import missing_files, resolve_weights
 
 PAPER16_IDS = {
     "meta-llama/Meta-Llama-3.1-8B-Instruct",

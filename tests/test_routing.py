@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from symoe_eval.profiles import ExpertProfile, TaskProfile
-from symoe_eval.routing import (
+from symoe_eval.methods.profiles import ExpertProfile, TaskProfile
+from symoe_eval.methods.routing import (
     ROUTERS,
     QuestionRef,
     keyword_sums,

@@ -6,7 +6,7 @@ import random
 
 from fakes import FakeEngine, expert, fewest_loads
 from symoe_eval.engines import CachedEngine, Completion, GenerationCache, GenerationRequest
-from symoe_eval.scheduling import Call, Scheduler, order_groups, pick_victim
+from symoe_eval.runtime.scheduling import Call, Scheduler, order_groups, pick_victim
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +95,7 @@ def test_stages_count_the_tokens_their_engines_read_and_wrote():
 
 def test_progress_counts_tokens_inside_a_batch_and_ends_full():
     from symoe_eval.engines import SamplingParams
-    from symoe_eval.scheduling import GroupProgress
+    from symoe_eval.runtime.scheduling import GroupProgress
 
     class Reporting(FakeEngine):
         def _generate(self, requests):

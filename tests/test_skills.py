@@ -2,7 +2,7 @@
 
 import pytest
 
-from symoe_eval.skills import KEYWORD_INSTRUCTION, consolidate, keyword_prompt, parse_keywords
+from symoe_eval.methods.skills import KEYWORD_INSTRUCTION, consolidate, keyword_prompt, parse_keywords
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from symoe_eval.stats import accuracy_ci, bootstrap_ci, holm, mcnemar_exact, paired_result, permutation_p
+from symoe_eval.analysis.stats import accuracy_ci, bootstrap_ci, holm, mcnemar_exact, paired_result, permutation_p
 
 
 def pairs(both, only_a, only_b, neither):

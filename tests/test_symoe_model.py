@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.models.context as context
+import symoe_eval.runtime.context as context
 from fakes import FakeEngine, draw
+from symoe_eval.harness.lm import lm_class
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.symoe import SymbolicMoE
-from symoe_eval.profiles import TaskProfile, build_expert_profiles, save_profile
+from symoe_eval.methods.symoe import SymbolicMoE
+from symoe_eval.methods.profiles import TaskProfile, build_expert_profiles, save_profile
 
 SUBJECTS = ["biology", "algebra", "law"]
 EXPERTS = {"bio-expert": "biology", "math-expert": "algebra", "law-expert": "law", "generalist": None}
@@ -93,7 +94,7 @@ def accuracy(outputs, qs):
 
 def model(setup, **kw):
     pool, profiles, logs = setup
-    return SymbolicMoE(pool=str(pool), profiles=str(profiles), log_dir=str(logs), cache_dir="none", **kw)
+    return lm_class("symoe")(pool=str(pool), profiles=str(profiles), log_dir=str(logs), cache_dir="none", **kw)
 
 
 def test_router_recruits_subject_experts_and_beats_random(setup):
@@ -173,7 +174,7 @@ def test_bad_model_args_name_the_argument_and_its_range(setup, args, message):
 
 
 def test_integer_model_args_take_whole_floats_and_big_seeds_exactly():
-    from symoe_eval.runargs import model_arg
+    from symoe_eval.runtime.runargs import model_arg
 
     assert model_arg("k", 2.0) == 2 and model_arg("k", "3") == 3
     assert model_arg("seed", str(2**62 + 1)) == 2**62 + 1

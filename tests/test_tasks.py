@@ -2,7 +2,7 @@
 
 import pytest
 
-import symoe_eval.models.context as context
+import symoe_eval.runtime.context as context
 from fakes import FakeEngine
 
 
@@ -10,8 +10,9 @@ from fakes import FakeEngine
 def evaluate(monkeypatch, data_dir):
     import lm_eval
 
-    from symoe_eval import plugin
-    from symoe_eval.models.expert import ExpertLM
+    from symoe_eval.harness import plugin
+    from symoe_eval.harness.lm import lm_class
+    ExpertLM = lm_class("symoe_expert")
 
     plugin.activate()
     prompts = []

@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 from lm_eval.tasks import TaskManager
 
-import symoe_eval.models.context as context
+import symoe_eval.runtime.context as context
 from fakes import FakeEngine
-from symoe_eval import plugin, profiling
-from symoe_eval.models.symoe import SymbolicMoE
-from symoe_eval.profiles import load_profile
+from symoe_eval.harness.lm import lm_class
+from symoe_eval.harness import plugin
+from symoe_eval.harness import profiling
+from symoe_eval.methods.symoe import SymbolicMoE
+from symoe_eval.methods.profiles import load_profile
 
 CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Peru": "Lima", "Kenya": "Nairobi", "Chile": "Santiago"}
 USER_TASK = """task: my_capitals
@@ -72,7 +74,7 @@ def profile_then_evaluate(tmp_path, task, folder):
     profiling.build_profile("tiny-cpu", task, include_path=str(folder), profiles_root=str(root), cache_dir="none",
                             progress=False)
     profile = load_profile(root, "tiny-cpu", task)
-    lm = SymbolicMoE(pool="tiny-cpu", profiles=str(root), cache_dir="none", log_dir=str(tmp_path / "logs"))
+    lm = lm_class("symoe")(pool="tiny-cpu", profiles=str(root), cache_dir="none", log_dir=str(tmp_path / "logs"))
     results = lm_eval.simple_evaluate(model=lm, tasks=[task], task_manager=TaskManager(include_path=str(folder)))
     return profile, results["results"][task]
 

@@ -9,8 +9,9 @@ import time
 import pytest
 
 from fakes import FakeEngine, draw, expert
+from symoe_eval.harness.lm import lm_class
 from symoe_eval.engines import ENGINES, GenerationRequest, SamplingParams
-from symoe_eval.scheduling import Call, Scheduler
+from symoe_eval.runtime.scheduling import Call, Scheduler
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
@@ -38,7 +39,7 @@ def stage_calls(n=60):
 
 
 def ray_scheduler(tmp_path, workers=2):
-    from symoe_eval.workers import RayScheduler
+    from symoe_eval.runtime.workers import RayScheduler
 
     return RayScheduler(EXPERTS, SlowFake, {"batch_size": 4}, cache_dir=tmp_path / "cache", workers=workers,
                         max_loaded=1, progress=False)
@@ -124,7 +125,7 @@ def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
     """workers=2 in model_args: the same final texts as in process, and per-worker cost in the summary."""
     from lm_eval.api.instance import Instance
 
-    from symoe_eval.models.moa import MixtureOfAgents
+    from symoe_eval.methods.moa import MixtureOfAgents
 
     monkeypatch.setitem(ENGINES, "slowfake", SlowFake)
     kwargs = {"until": [], "temperature": 0.7, "max_gen_toks": 32}
@@ -133,7 +134,7 @@ def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
 
     def run(workers):
         log_dir = tmp_path / f"w{workers}"
-        lm = MixtureOfAgents(pool="tiny-cpu", engine="slowfake", layers=2, proposers="smollm2-135m|qwen2.5-coder-0.5b",
+        lm = lm_class("moa")(pool="tiny-cpu", engine="slowfake", layers=2, proposers="smollm2-135m|qwen2.5-coder-0.5b",
                              aggregator="qwen2.5-coder-0.5b", cache_dir="none", log_dir=str(log_dir), workers=workers)
         out = lm.generate_until(requests, disable_tqdm=True)
         return out, json.loads(next(log_dir.glob("routing_summary_*.json")).read_text())

@@ -19,7 +19,7 @@ from symoe_eval.engines.base import (
 )
 from symoe_eval.engines.cache import CachedEngine, GenerationCache
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec
+from symoe_eval.pools.schema import ExpertSpec
 
 ENGINES: dict[str, str | type[Engine]] = {
     "hf": "symoe_eval.engines.hf:HFEngine",

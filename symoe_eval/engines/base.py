@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec
+from symoe_eval.pools.schema import ExpertSpec
 
 log = logging.getLogger(__name__)
 

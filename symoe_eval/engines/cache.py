@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 from symoe_eval.engines.base import Completion, Engine, GenerationRequest
 from symoe_eval.engines.batching import micro_batches
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec
+from symoe_eval.pools.schema import ExpertSpec
 
 log = logging.getLogger(__name__)
 FIELDS = {"key": str, "text": str, "num_tokens": int}

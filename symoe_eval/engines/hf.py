@@ -23,8 +23,8 @@ from symoe_eval.engines.base import (
 )
 from symoe_eval.engines.batching import micro_batches
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec
-from symoe_eval.weights import loadable_weights, model_context_length, resolve_weights
+from symoe_eval.pools.schema import ExpertSpec
+from symoe_eval.pools.weights import loadable_weights, model_context_length, resolve_weights
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ from typing import Iterator, Sequence
 from symoe_eval.engines.base import (Completion, Engine, GenerationRequest, chat_token_ids, load_error, pick_dtype,
                                      torch_threads)
 from symoe_eval.errors import SymoeError
-from symoe_eval.registry import ExpertSpec
-from symoe_eval.weights import loadable_weights, model_config, model_context_length, resolve_weights
+from symoe_eval.pools.schema import ExpertSpec
+from symoe_eval.pools.weights import loadable_weights, model_config, model_context_length, resolve_weights
 
 # Generic engine_kwargs of the registry that vllm.LLM understands under the same name.
 SHARED_KWARGS = ("dtype", "trust_remote_code")

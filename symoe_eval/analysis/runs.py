@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.runlog import answers_digest
+from symoe_eval.analysis.runlog import answers_digest
 
 log = logging.getLogger(__name__)
 

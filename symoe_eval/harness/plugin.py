@@ -1,24 +1,17 @@
-"""What symoe-eval adds to lm-eval: model names and a task folder.
+"""What symoe-eval adds to lm-eval: a model name per method, answer filters and a task folder.
 
-Called by the start-up hook (:mod:`symoe_eval._hook`) right after lm-eval's registry and task
+Called by the start-up hook (:mod:`symoe_eval.harness.hook`) right after lm-eval's registry and task
 manager modules are executed, and by the ``symoe-eval`` console script directly. Both paths are
 idempotent.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-
+from symoe_eval.harness.lm_eval_internals import wrap_log_experiment_args, wrap_task_manager_init
+from symoe_eval.methods import METHODS
 from symoe_eval.paths import tasks_dir
 
-# Lazy "module:Class" entries: lm-eval imports them only when the name is asked for.
-MODELS = {
-    "symoe": "symoe_eval.models.symoe:SymbolicMoE",
-    "symoe_expert": "symoe_eval.models.expert:ExpertLM",
-    "moa": "symoe_eval.models.moa:MixtureOfAgents",
-    "discussion": "symoe_eval.models.discussion:Discussion",
-}
+ADAPTERS = "symoe_eval.harness.lm"  # its attribute <name> is the lm-eval model class of method <name>
 
 
 def one_line_errors() -> None:
@@ -48,9 +41,9 @@ def on_registry_imported(registry_module) -> None:
     # first lookup; registering ours first would hide `hf`, `vllm`, ... So fill it first.
     import lm_eval.models  # noqa: F401  (cheap: registers lazy strings)
 
-    for name, target in MODELS.items():
+    for name in METHODS:  # lazy: lm-eval imports a method only when its name is asked for
         if name not in registry_module.model_registry:
-            registry_module.model_registry.register(name, target=target)
+            registry_module.model_registry.register(name, target=f"{ADAPTERS}:{name}")
     register_filters(registry_module)
     one_line_errors()
 
@@ -60,7 +53,7 @@ def register_filters(registry_module) -> None:
     stable name instead of ``<function filter_extract at 0x...>``."""
     from lm_eval.api.filter import Filter
 
-    from symoe_eval.answers import filter_extract, filter_vote
+    from symoe_eval.harness.tasks import filter_extract, filter_vote
 
     for name, fn in (("symoe_extract", filter_extract), ("symoe_vote", filter_vote)):
         if name not in registry_module.filter_registry:
@@ -72,7 +65,7 @@ def register_filters(registry_module) -> None:
 def run_name(model_source: str, model_args) -> str | None:
     """``symoe-tiny-cpu``, ``symoe_expert-tiny-cpu-smollm2-135m``, ...: what a run of ours is, for
     lm-eval's output folder and model_name (it would otherwise pick a random id)."""
-    if model_source not in MODELS:
+    if model_source not in METHODS:
         return None
     if isinstance(model_args, str):
         model_args = dict(kv.split("=", 1) for kv in model_args.split(",") if "=" in kv)
@@ -84,43 +77,11 @@ def run_name(model_source: str, model_args) -> str | None:
 
 
 def on_tracker_imported(tracker_module) -> None:
-    cls = tracker_module.GeneralConfigTracker
-    original = cls.log_experiment_args
-    if getattr(original, "_symoe_patched", False):
-        return
-
-    @functools.wraps(original)
-    def log_experiment_args(self, model_source, model_args, *args, **kwargs):
-        original(self, model_source, model_args, *args, **kwargs)
-        name = run_name(model_source, model_args)
-        if name:
-            self.model_name = name
-            self.model_name_sanitized = tracker_module.sanitize_model_name(name)
-
-    log_experiment_args._symoe_patched = True
-    cls.log_experiment_args = log_experiment_args
+    wrap_log_experiment_args(tracker_module, run_name)
 
 
 def on_task_manager_imported(manager_module) -> None:
-    cls = manager_module.TaskManager
-    original = cls.__init__
-    if getattr(original, "_symoe_patched", False):
-        return
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def __init__(*args, **kwargs):
-        bound = signature.bind(*args, **kwargs)
-        bound.apply_defaults()
-        if bound.arguments.get("include_defaults", True):
-            # Ours come right after lm-eval's built-ins, so a user's --include_path still wins.
-            user = bound.arguments.get("include_path") or []
-            user = list(user) if isinstance(user, (list, tuple)) else [user]
-            bound.arguments["include_path"] = [str(tasks_dir()), *user]
-        original(*bound.args, **bound.kwargs)
-
-    __init__._symoe_patched = True
-    cls.__init__ = __init__
+    wrap_task_manager_init(manager_module.TaskManager, str(tasks_dir()))
 
 
 def activate() -> None:
@@ -132,3 +93,10 @@ def activate() -> None:
     on_registry_imported(lm_eval.api.registry)
     on_task_manager_imported(lm_eval.tasks.manager)
     on_tracker_imported(lm_eval.loggers.evaluation_tracker)
+
+
+def register_method(name: str, method_cls) -> None:
+    """Make ``method_cls`` (a ``symoe_eval.methods.base.Method``) the lm-eval model ``name``:
+    ``lm_eval --model name`` then runs it like the built-in methods."""
+    METHODS[name] = method_cls
+    activate()

@@ -1,32 +1,37 @@
-"""What the multi-model methods share: symoe, moa and discussion run their calls in stages through
-one scheduler, read task profiles, budget long contexts, and write the same routing log and run
-summary, so their accuracy and cost compare fairly."""
+"""What every method is: questions in, typed results out, through one runtime.
+
+A method never sees lm-eval: the harness adapter (``symoe_eval.harness.lm``) turns lm-eval's
+requests into :class:`Question` objects, opens the runtime's scheduler, calls :meth:`Method.run`
+and turns the :class:`MethodResult` into lm-eval's texts, its cache and our run log. Adding a
+method is one module with a :class:`Method` subclass and one entry in ``methods.METHODS``.
+
+The multi-model methods (symoe, moa, discussion) share :class:`StagedMethod`: task profiles,
+teams, rounds of calls through one scheduler, and prompts fitted to each reader's context, so
+their accuracy and cost compare fairly."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
-from symoe_eval.aggregation import aggregate_prompt
-from symoe_eval.answers import extract_answer
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.base import SymoeLM
-from symoe_eval.models.evaluation import running_task_answers
+from symoe_eval.methods.aggregation import SynthesisPrompts, aggregate_prompt
+from symoe_eval.methods.answers import extract_answer
+from symoe_eval.methods.profiles import TaskProfile, load_profile
+from symoe_eval.methods.routing import strongest
 from symoe_eval.paths import profiles_root
-from symoe_eval.profiles import TaskProfile, load_profile
-from symoe_eval.routing import strongest
-from symoe_eval.runlog import RunLog
-from symoe_eval.scheduling import Call, Scheduler
+from symoe_eval.runtime.context import RunContext
+from symoe_eval.runtime.scheduling import Call, Scheduler
 
 
 @dataclass(frozen=True)
 class Question:
-    """One lm-eval request: where it comes from, the task's prompt and the raw question."""
+    """One question to answer: where it comes from, the task's prompt and the raw question."""
 
     task: str
     doc_id: int
-    repeat: int
+    repeat: int  # which sample of this question (lm-eval's ``repeats``)
     prompt: str  # the task's prompt: the user turn
     text: str  # the raw question
     gen_kwargs: dict
@@ -34,7 +39,7 @@ class Question:
     read_answer: Callable[[str], str] | None = field(default=None, compare=False, repr=False)  # the task's filter
 
     def answer(self, text: str) -> str:
-        """The answer lm-eval's filter for this task reads in ``text`` (our extractor outside lm-eval)."""
+        """The answer the task's filter reads in ``text`` (our extractor without one)."""
         return self.read_answer(text) if self.read_answer else extract_answer(text, self.text)
 
     @property
@@ -46,6 +51,51 @@ class Question:
         return (self.task, self.doc_id, self.repeat)
 
 
+@dataclass(frozen=True)
+class Response:
+    """Who said what in a routing-log row, and the answer the task's filter reads in it."""
+
+    expert: str
+    answer: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Row:
+    """One question's routing-log row; each method's row adds what it decided."""
+
+    task: str
+    doc_id: int
+    repeat: int
+    experts: list[str]
+    final_answer: str
+    final_text: str
+
+
+@dataclass
+class MethodResult:
+    """What a method hands back: one text per question (lm-eval scores it), one routing-log row
+    per question (a :class:`Row` subclass, or none), and the method's part of the run summary."""
+
+    texts: dict[Hashable, str]  # by Question.key
+    rows: list[Row] = field(default_factory=list)
+    summary: dict = field(default_factory=dict)
+
+
+class Method:
+    """Base of every method. ``name`` is the lm-eval model name it is registered under; the
+    constructor's keyword arguments are its model_args (besides the run's, ``runtime.runargs``)."""
+
+    name = "method"
+
+    def __init__(self, runtime: RunContext):
+        self.runtime = runtime
+        self.pool = runtime.pool
+
+    def run(self, questions: list[Question], scheduler: Scheduler) -> MethodResult:
+        raise NotImplementedError
+
+
 def parse_names(value: str | None) -> list[str]:
     """Model lists inside --model_args (which splits on commas) use '|' or '+'."""
     if not value:
@@ -53,26 +103,17 @@ def parse_names(value: str | None) -> list[str]:
     return [v.strip() for v in str(value).replace("+", "|").split("|") if v.strip()]
 
 
-class StagedLM(SymoeLM):
-    method = "staged"
+def response_rows(experts: Sequence[str], texts: Sequence[str], question: Question) -> list[Response]:
+    return [Response(e, question.answer(t), t) for e, t in zip(experts, texts)]
 
-    def __init__(self, profiles: str | None = None, log_dir: str | None = None, question_field: str = "question",
-                 **kwargs):
-        super().__init__(**kwargs)
+
+class StagedMethod(Method):
+    """What symoe, moa and discussion share (see the module docstring)."""
+
+    def __init__(self, runtime: RunContext, profiles: str | None = None):
+        super().__init__(runtime)
         self.profiles_root = profiles or str(profiles_root())
-        self.log_dir = log_dir
-        self.question_field = question_field
-
-    # ------------------------------------------------------------------ inputs
-
-    def questions(self, requests) -> list[Question]:
-        out, readers = [], running_task_answers()
-        for req, repeat, (prefix, prompt) in zip(requests, self.sample_indices(requests), self.contexts(requests)):
-            text = str((req.doc or {}).get(self.question_field, prompt))  # the raw question, else the prompt
-            reader = readers.get(req.task_name)
-            read = (lambda t, doc=req.doc, reader=reader: reader(doc, t)) if reader else None
-            out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, dict(req.args[1]), prefix, read))
-        return out
+        self.prompts = SynthesisPrompts(runtime)
 
     def task_profiles(self, tasks: Sequence[str], required: bool = True) -> dict[str, TaskProfile]:
         """Each task's profile; with ``required=False`` tasks without one are left out."""
@@ -98,20 +139,17 @@ class StagedLM(SymoeLM):
             return [self.pool.expert(n).name for n in names]
         return list(dict.fromkeys(strongest(profile, size)))
 
-    # ------------------------------------------------------------------ requests
-
-    def request(self, expert: str, q: Question, prompt: str, sample: int, max_tokens: int | None = None) -> GenerationRequest:
-        return self.context.request(expert, prompt, q.gen_kwargs, sample, max_tokens, q.prefix)
+    def request(self, expert: str, q: Question, sample: int, max_tokens: int | None = None) -> GenerationRequest:
+        """The expert answering the question with the task's prompt."""
+        return self.runtime.request(expert, q.prompt, q.gen_kwargs, sample, max_tokens, q.prefix)
 
     def synthesis_request(self, expert: str, q: Question, responses: Sequence[str], sample: int,
                           max_tokens: int | None = None,
                           build: Callable[[str, list[str]], str] = aggregate_prompt) -> GenerationRequest:
         """A prompt that quotes ``responses`` (by default the aggregate-and-synthesize prompt),
-        fitted to the reader's context (see ``RunContext.synthesis_request``)."""
-        return self.context.synthesis_request(expert, q.prompt, responses, q.gen_kwargs, sample, max_tokens, build,
-                                              where=f"{q.task} doc {q.doc_id}", system=q.system)
-
-    # ------------------------------------------------------------------ running
+        fitted to the reader's context (``SynthesisPrompts``)."""
+        return self.prompts.request(expert, q.prompt, responses, q.gen_kwargs, sample, max_tokens, build,
+                                    where=f"{q.task} doc {q.doc_id}", system=q.system)
 
     def run_rounds(
         self,
@@ -139,24 +177,3 @@ class StagedLM(SymoeLM):
             for q in questions:
                 history[q.key].append([out[(q.key, s)].text for s in range(len(teams[q.task]))])
         return history
-
-    @staticmethod
-    def response_rows(experts: Sequence[str], texts: Sequence[str], question: Question) -> list[dict]:
-        """Routing-log entries: who said what, and the answer the task's filter reads in it."""
-        return [{"expert": e, "answer": question.answer(t), "text": t} for e, t in zip(experts, texts)]
-
-    def finish(self, requests, questions: list[Question], finals: dict, rows: list[dict], scheduler: Scheduler,
-               summary: dict) -> list[str]:
-        texts = [finals[q.key] for q in questions]
-        runlog = RunLog.open(self.log_dir, self.method, self.pool.name)
-        for row in rows:
-            runlog.record(row)
-        runlog.finish({
-            "method": self.method, "pool": self.pool.name, "seed": self.seed, "backend": self.backend,
-            "questions": len(questions), "truncated_responses": self.context.truncated_responses,
-            "truncated_questions": self.context.truncated_questions,
-            **summary, **scheduler.summary(), "reproducibility": self.context.reproducibility(scheduler),
-        }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
-        for req, text in zip(requests, texts):
-            self.cache_hook.add_partial("generate_until", req.args, text)
-        return texts

@@ -12,7 +12,7 @@ from pathlib import Path
 from symoe_eval.atomic import publish, scratch_path
 from symoe_eval.errors import SymoeError
 from symoe_eval.paths import cache_root
-from symoe_eval.registry import EmbeddingSpec, ExpertSpec, Pool, WeightSource
+from symoe_eval.pools.schema import EmbeddingSpec, ExpertSpec, Pool, WeightSource
 
 log = logging.getLogger(__name__)
 

@@ -44,7 +44,7 @@ LIST_MARKS = re.compile(r"^(?:\s*(?:[-*\u2022]+|\d+[.)])\s+)+")
 def parse_keywords(text: str) -> list[str]:
     """Keywords from one reply: the text after the last "Keywords:", split on commas and lines,
     lower-cased, stripped of dots, bullets, quotes and markup."""
-    from symoe_eval.answers import strip_thinking
+    from symoe_eval.methods.answers import strip_thinking
 
     text = strip_thinking(text)
     found = list(re.finditer(r"keywords?\s*:", text, re.IGNORECASE))
@@ -76,7 +76,7 @@ def annotate(scheduler, keyword_model: str, questions: Sequence[str], seed: int,
     """Keywords of every distinct question, from ``KEYWORD_SAMPLES`` sampled replies of the keyword
     model, run as one stage of ``scheduler`` (used by ``symoe`` and ``symoe profile`` alike)."""
     from symoe_eval.engines import GenerationRequest, SamplingParams
-    from symoe_eval.scheduling import Call
+    from symoe_eval.runtime.scheduling import Call
 
     params = SamplingParams(temperature=KEYWORD_TEMPERATURE, max_tokens=max_tokens, stop=KEYWORD_STOP, seed=seed)
     texts = list(dict.fromkeys(questions))

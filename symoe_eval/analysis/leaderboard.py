@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from symoe_eval.compare import paired_scores
+from symoe_eval.analysis.compare import paired_scores
 from symoe_eval.errors import SymoeError
-from symoe_eval.runs import Run, find_runs
-from symoe_eval.stats import accuracy_ci, holm, mcnemar_exact
+from symoe_eval.analysis.runs import Run, find_runs
+from symoe_eval.analysis.stats import accuracy_ci, holm, mcnemar_exact
 
 ALPHA = 0.05
 

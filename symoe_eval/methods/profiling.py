@@ -5,7 +5,8 @@
 3. each expert's profile scores +1/-1 per keyword for right/wrong answers;
 4. every expert aggregates a synthetic set (1 correct + 2 wrong chains per question); the best
    becomes the task's aggregator.
-All generations go through the cache, so a killed run resumes where it stopped.
+All generations go through the cache, so a killed run resumes where it stopped. The validation
+set comes from lm-eval's task (``symoe_eval.harness.profiling``), already rendered and graded.
 """
 
 from __future__ import annotations
@@ -16,15 +17,13 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import jsonlines
 
 from symoe_eval import paths
-from symoe_eval.errors import SymoeError
-from symoe_eval.models.context import RunContext
-from symoe_eval.models.evaluation import task_answer
-from symoe_eval.profiles import (
+from symoe_eval.methods.aggregation import SynthesisPrompts
+from symoe_eval.methods.profiles import (
     AggregationItem,
     ExpertProfile,
     TaskProfile,
@@ -35,8 +34,9 @@ from symoe_eval.profiles import (
     render_report,
     save_profile,
 )
-from symoe_eval.scheduling import Call
-from symoe_eval.skills import annotate
+from symoe_eval.methods.skills import annotate
+from symoe_eval.runtime.context import RunContext
+from symoe_eval.runtime.scheduling import Call
 
 log = logging.getLogger(__name__)
 
@@ -64,54 +64,6 @@ class ValidationSet:
     def split_hash(self) -> str:
         payload = json.dumps([[q, str(d.get("gold_answer", d))] for q, d in zip(self.questions, self.docs)], default=str)
         return hashlib.sha256(payload.encode()).hexdigest()
-
-
-def task_grader(task) -> Callable[[dict, str], bool]:
-    """Right or wrong as lm-eval scores the task: its first filter, then its ``process_results``
-    (``exact_match`` if reported, else its first metric), a value above 0 being right."""
-    answer = task_answer(task)
-
-    def grade(doc: dict, text: str) -> bool:
-        metrics = task.process_results(doc, [answer(doc, text)])
-        return float(metrics.get("exact_match", next(iter(metrics.values())))) > 0
-
-    return grade
-
-
-def profiled_docs(task, split: str | None, twin: bool) -> list[dict]:
-    """A ``_val`` twin's test docs; else the named split, the validation split or the train split."""
-    if twin:
-        return list(task.test_docs())
-    if split:
-        if split not in (task.dataset or {}):
-            raise SymoeError(f"task {task.config.task} has no split '{split}' (it has: {', '.join(task.dataset or [])})")
-        return list(task.dataset[split])
-    for has, docs in ((task.has_validation_docs, task.validation_docs), (task.has_training_docs, task.training_docs)):
-        if has():
-            return list(docs())
-    raise SymoeError(f"task {task.config.task} has no validation or training split; name one with --split")
-
-
-def load_validation(task: str, limit: int | None, data_dir: str | None, include_path: str | None = None,
-                    split: str | None = None, question_field: str | None = None) -> ValidationSet:
-    """The docs to profile ``task`` on: its ``<task>_val`` twin (ours), or the task itself from
-    lm-eval or ``include_path`` on a validation/training split, prompts rendered by lm-eval."""
-    from symoe_eval import plugin
-
-    plugin.activate()
-    from lm_eval.tasks import TaskManager
-
-    manager = TaskManager(include_path=include_path, metadata={"data_dir": data_dir} if data_dir else None)
-    twin = f"{base_task(task)}_val" in manager.all_tasks and not split
-    name = f"{base_task(task)}_val" if twin else task
-    if name not in manager.all_tasks:
-        raise SymoeError(f"unknown task '{task}'; pass --include_path for a task of your own")
-    loaded = manager.load([name])["tasks"][name]
-    docs = profiled_docs(loaded, split, twin)[: limit or None]
-    prompts = [loaded.doc_to_text(d) for d in docs]
-    questions = [str(d.get(question_field or "question", p)) for d, p in zip(docs, prompts)]
-    return ValidationSet(base_task(task) if twin else task, docs, prompts, questions,
-                         dict(loaded.config.generation_kwargs or {}), task_grader(loaded), task_answer(loaded))
 
 
 @dataclass
@@ -150,8 +102,9 @@ def score_aggregators(context: RunContext, scheduler, val: ValidationSet, items:
         choice = f"validation accuracy (no question had 1 correct and 2 incorrect answers{hint})"
         log.warning("aggregator chosen by %s", choice)
         return {e: p.accuracy for e, p in profiles.items()}, choice
-    calls = [Call((e, j), e, context.synthesis_request(e, val.prompts[item.question_index], item.responses,
-                                                         val.gen_kwargs, 0, where=f"{val.task} item {j}"))
+    prompts = SynthesisPrompts(context)
+    calls = [Call((e, j), e, prompts.request(e, val.prompts[item.question_index], item.responses, val.gen_kwargs, 0,
+                                             where=f"{val.task} item {j}"))
              for e in experts for j, item in enumerate(items)]
     aggregated = scheduler.run("aggregator-benchmark", calls)
     scores = {e: sum(val.grade(item.question_index, aggregated[(e, j)].text) for j, item in enumerate(items)) / len(items)
@@ -159,16 +112,12 @@ def score_aggregators(context: RunContext, scheduler, val: ValidationSet, items:
     return scores, "synthetic aggregation set"
 
 
-def build_profile(pool: str, task: str, limit: int | None = None, data_dir: str | None = None,
-                  profiles_root: str | None = None, samples: int = 1, progress: bool = True,
-                  include_path: str | None = None, split: str | None = None, question_field: str | None = None,
-                  **run: Any) -> Path:
-    """Profile ``task`` on ``pool`` and write the profile, its report and its annotations;
-    ``run``: the run arguments (``runargs.RUN_ARGS``: engine, cache_dir, seed, batch_size, ...)."""
-    context = RunContext.create(pool=pool, **run)
+def build_profile(context: RunContext, val: ValidationSet, limit: int | None = None, profiles_root: str | None = None,
+                  samples: int = 1, progress: bool = True) -> Path:
+    """Profile ``val``'s task on the context's pool and write the profile, its report and its
+    annotations; ``limit``: how many docs ``val`` was cut to (for the provenance)."""
     seed, max_gen_toks = context.seed, context.max_gen_toks
     keyword_model = context.pool.keyword_model()
-    val = load_validation(task, limit, data_dir, include_path, split, question_field)
     with context.scheduler(progress) as scheduler:
         keywords = annotate(scheduler, keyword_model, val.questions, seed, later=list(context.pool.experts))
         answers = answer_validation(context, scheduler, val, samples)

@@ -2,7 +2,7 @@
 
 ``workers=N`` (or ``ray_address=...``) makes :class:`RunContext` hand out a :class:`RayScheduler`
 instead of the in-process :class:`Scheduler`. The driver still plans each stage; the
-:class:`~symoe_eval.placement.Dispatcher` decides which actor runs which chunk; each actor holds
+:class:`~symoe_eval.runtime.placement.Dispatcher` decides which actor runs which chunk; each actor holds
 engines built from the same engine classes, with no cache of its own. The driver alone reads and
 writes the generation cache (actors never interleave lines), one chunk at a time, so a killed
 driver loses only the chunks in flight. A chunk whose actor dies is run again elsewhere (logged)
@@ -25,9 +25,9 @@ from symoe_eval.engines import Completion, Engine, GenerationCache, GenerationRe
 from symoe_eval.engines.base import EngineStats
 from symoe_eval.engines.cache import request_key
 from symoe_eval.errors import SymoeError
-from symoe_eval.placement import Chunk, Dispatcher, make_chunks
-from symoe_eval.registry import ExpertSpec
-from symoe_eval.scheduling import Call, Scheduler, StageReport
+from symoe_eval.runtime.placement import Chunk, Dispatcher, make_chunks
+from symoe_eval.pools.schema import ExpertSpec
+from symoe_eval.runtime.scheduling import Call, Scheduler, StageReport
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.profiles import TaskProfile
+from symoe_eval.methods.profiles import TaskProfile
 
 STRENGTH_TEMPERATURE = 0.5
 

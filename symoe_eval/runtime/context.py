@@ -1,22 +1,21 @@
-"""One run context for every model and for ``symoe profile``: the pool, the engine factory,
-sampling overrides, the generation cache, prompt fitting and the scheduler. The LM classes
-and the profiler are thin adapters around it, so a stage built once serves both."""
+"""One run context for every method and for ``symoe profile``: the pool, the engine factory,
+sampling overrides, the generation cache and the scheduler. Methods and the profiler build
+their requests through it, so a stage built once serves both."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from symoe_eval.aggregation import ChatTokens, Fitted, aggregate_prompt, fit_prompt
 from symoe_eval.engines import Engine, GenerationCache, GenerationRequest, SamplingParams, engine_class, make_engine, pick_backend
 from symoe_eval.errors import SymoeError
-from symoe_eval.models.sampling import sampling_for
+from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.paths import cache_root
-from symoe_eval.registry import Pool, load_pool
-from symoe_eval.runargs import parse_run_args
-from symoe_eval.scheduling import Scheduler
+from symoe_eval.pools.schema import Pool, load_pool
+from symoe_eval.runtime.runargs import parse_run_args
+from symoe_eval.runtime.scheduling import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +41,11 @@ class RunContext:
     batch_size: int = 8
     device: str | None = None
     max_loaded: int | None = None
-    workers: int = 1  # > 1: Ray actors (symoe_eval.workers); 1: in process, no Ray import
+    workers: int = 1  # > 1: Ray actors (symoe_eval.runtime.workers); 1: in process, no Ray import
     ray_address: str | None = None  # join a running cluster ("auto", "ray://host:10001")
     gpus_per_worker: float | None = None
     threads: int | None = None  # torch threads per model process; None: the process's default
-    truncated_responses: int = 0
-    truncated_questions: int = 0
     _readers: dict[str, Engine] = field(default_factory=dict, repr=False)  # unloaded: tokenizer, context
-    _counters: dict[str, ChatTokens] = field(default_factory=dict, repr=False)
 
     @classmethod
     def create(cls, **raw: Any) -> "RunContext":
@@ -82,7 +78,7 @@ class RunContext:
         max_loaded = self.max_loaded or engine_class(self.backend).default_max_loaded
         if self.workers == 1 and not self.ray_address:
             return Scheduler(self.engine, max_loaded, progress=progress)
-        from symoe_eval.workers import RayScheduler
+        from symoe_eval.runtime.workers import RayScheduler
 
         return RayScheduler(self.pool.experts, engine_class(self.backend), self.engine_kwargs(), self.cache_dir, self.workers, max_loaded,
                             progress, self.ray_address, gpus_per_worker=self._gpus_per_worker())
@@ -116,24 +112,3 @@ class RunContext:
         if expert not in self._readers:
             self._readers[expert] = self.engine(expert)
         return self._readers[expert]
-
-    def token_counter(self, expert: str) -> ChatTokens:
-        """The expert's tokenizer (loaded alone, without the model), kept for the run."""
-        if expert not in self._counters:
-            self._counters[expert] = ChatTokens(self.reader(expert).load_tokenizer())
-        return self._counters[expert]
-
-    def synthesis_request(self, expert: str, prompt: str, responses: Sequence[str], gen_kwargs: dict | None, sample: int,
-                          max_tokens: int | None = None, build: Callable[[str, list[str]], str] = aggregate_prompt,
-                          where: str = "", system: tuple = ()) -> GenerationRequest:
-        """A prompt quoting ``responses`` (the aggregate-and-synthesize prompt by default), fitted
-        to the reader's context with its own tokenizer (see ``fit_prompt``); cuts are counted."""
-        params = self.sampling(expert, gen_kwargs, max_tokens)
-        room = self.reader(expert).context_limit() - params.max_tokens
-        fitted: Fitted = fit_prompt(build, prompt, responses, room, lambda: self.token_counter(expert))
-        if fitted.responses_cut or fitted.question_cut:
-            self.truncated_responses += fitted.responses_cut
-            self.truncated_questions += fitted.question_cut
-            log.warning("%s: cut %d response(s)%s to fit %s's context of %d prompt tokens", where or "prompt",
-                        fitted.responses_cut, " and the question's middle" if fitted.question_cut else "", expert, room)
-        return GenerationRequest((*system, ("user", fitted.prompt)), params, sample)

@@ -144,21 +144,3 @@ def grade(text: str, question: str, gold: str) -> bool:
 def majority(answers: list[str], tie_break: list[float] | None = None) -> str:
     """Plain majority vote (one vote per answer)."""
     return vote(answers, None, tie_break)
-
-
-# ---------------------------------------------------------------- lm-eval task hooks
-
-
-def filter_extract(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
-    """lm-eval ``custom`` filter: every response of every doc -> its extracted answer."""
-    return [[extract_answer(r, doc["question"]) for r in rs] for rs, doc in zip(resps, docs)]
-
-
-def filter_vote(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
-    """lm-eval ``custom`` filter for self-consistency: the majority answer of a doc's repeats."""
-    return [[majority(answers)] for answers in filter_extract(resps, docs)]
-
-
-def process_results(doc: dict, results: list[str]) -> dict[str, float]:
-    """lm-eval ``process_results`` after the ``answer`` filter: exact match, math-aware for AIME."""
-    return {"exact_match": float(is_correct(results[0], doc["gold_answer"], doc["question"]))}

@@ -1,4 +1,5 @@
-"""Benchmark data for the symoe_* tasks, as lm-eval ``custom_dataset`` callables.
+"""What the symoe_* task files call: the benchmark data as lm-eval ``custom_dataset`` callables,
+and the answer filters and ``process_results`` that score it.
 
 Two sources, one record shape ``{question, gold_answer, category}`` with options inline:
 a local folder in the paper authors' format (``{MMLU_Pro,GPQA,AIME24,MedMCQA}_{train,test}.json``,
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from symoe_eval.errors import SymoeError
+from symoe_eval.methods.answers import extract_answer, is_correct, majority
 
 DATA_DIR_ENV = "SYMOE_DATA_DIR"
 SEED = 0
@@ -222,3 +224,20 @@ def load_dataset(benchmark: str, data_dir: str | None = None, **_metadata):
     return datasets.DatasetDict(
         {split: datasets.Dataset.from_list(rows) for split, rows in load_splits(benchmark, data_dir).items()}
     )
+
+
+# ---------------------------------------------------------------- scoring
+
+def filter_extract(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval ``custom`` filter: every response of every doc -> its extracted answer."""
+    return [[extract_answer(r, doc["question"]) for r in rs] for rs, doc in zip(resps, docs)]
+
+
+def filter_vote(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
+    """lm-eval ``custom`` filter for self-consistency: the majority answer of a doc's repeats."""
+    return [[majority(answers)] for answers in filter_extract(resps, docs)]
+
+
+def process_results(doc: dict, results: list[str]) -> dict[str, float]:
+    """lm-eval ``process_results`` after the ``answer`` filter: exact match, math-aware for AIME."""
+    return {"exact_match": float(is_correct(results[0], doc["gold_answer"], doc["question"]))}

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import re
 
-from symoe_eval.aggregation import discussion_prompt
-from symoe_eval.answers import INVALID, choices_in, extract_answer, vote
+from dataclasses import dataclass
+
 from symoe_eval.errors import SymoeError
-from symoe_eval.runargs import model_arg
-from symoe_eval.models.staged import StagedLM, parse_names
+from symoe_eval.methods.aggregation import discussion_prompt
+from symoe_eval.methods.answers import INVALID, choices_in, extract_answer, vote
+from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, parse_names, response_rows
+from symoe_eval.runtime.runargs import model_arg
 
 VOTES = ("majority", "confidence")
 _CONFIDENCE = re.compile(r"confidence\s*[:=]?\s*(\d+(?:\.\d+)?)\s*(%?)", re.IGNORECASE)
@@ -36,19 +38,26 @@ def answer_line(answer: str, question: str) -> str:
     return f"The answer is ({answer})." if choices_in(question) else f"The answer is \\boxed{{{answer}}}."
 
 
-class Discussion(StagedLM):
-    method = "discussion"
+@dataclass(frozen=True)
+class DiscussionRow(Row):
+    rounds: list[list[Response]]
+    votes: list[str]
+    vote_weights: list[float] | None
 
-    def __init__(self, agents: str | None = None, n: int = 3, rounds: int = 2, vote: str = "majority", **kwargs):
-        super().__init__(**kwargs)
+
+class Discussion(StagedMethod):
+    name = "discussion"
+
+    def __init__(self, runtime, profiles: str | None = None, agents: str | None = None, n: int = 3, rounds: int = 2,
+                 vote: str = "majority"):
+        super().__init__(runtime, profiles)
         self.agents = "|".join(self.pool.expert(a).name for a in parse_names(agents)) or None
         self.n, self.rounds = model_arg("n", n, minimum=1), model_arg("rounds", rounds, minimum=0)
         if vote not in VOTES:
             raise SymoeError(f"unknown vote '{vote}'; choose one of {', '.join(VOTES)}")
         self.vote = vote
 
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        questions = self.questions(requests)
+    def run(self, questions, scheduler) -> MethodResult:
         tasks = sorted({q.task for q in questions})
         profiles = self.task_profiles(tasks, required=not self.agents)  # default team and tie-break
         teams = {t: self.team(self.agents, profiles.get(t), self.n) for t in tasks}
@@ -58,30 +67,31 @@ class Discussion(StagedLM):
 
         def speak(rnd, q, slot, name, previous):
             if previous is None:
-                return self.request(name, q, q.prompt, q.repeat)
+                return self.request(name, q, q.repeat)
             ordered = [previous[slot]] + [t for j, t in enumerate(previous) if j != slot]  # own answer first
             return self.synthesis_request(
                 name, q, ordered, q.repeat,
                 build=lambda question, texts: discussion_prompt(question, texts[0], texts[1:], ask_confidence))
 
-        with self.context.scheduler(not disable_tqdm) as scheduler:
-            history = self.run_rounds(scheduler, questions, teams, self.rounds + 1, lambda rnd: f"round {rnd}", speak, after=[])
-        finals, rows = {}, []
-        for q in questions:
-            team, last = teams[q.task], history[q.key][-1]
-            answers = [extract_answer(t, q.text) for t in last]
-            weights = [stated_confidence(t) for t in last] if ask_confidence else None
-            ties = [strength[q.task][e] for e in team]
-            winner = vote(answers, weights, ties)
-            if winner == INVALID:
-                finals[q.key] = last[0]
-            else:
-                speaker = max((i for i, a in enumerate(answers) if a == winner), key=lambda i: ties[i])
-                finals[q.key] = f"{last[speaker].rstrip()}\n\n{answer_line(winner, q.text)}"
-            rows.append({
-                "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat, "experts": team,
-                "rounds": [self.response_rows(team, rnd, q) for rnd in history[q.key]],
-                "votes": answers, "vote_weights": weights, "final_answer": winner, "final_text": finals[q.key],
-            })
-        summary = {"rounds": self.rounds, "agents": teams, "vote": self.vote}
-        return self.finish(requests, questions, finals, rows, scheduler, summary)
+        history = self.run_rounds(scheduler, questions, teams, self.rounds + 1, lambda rnd: f"round {rnd}", speak, after=[])
+        rows = [self._decide(q, teams[q.task], history[q.key], strength[q.task], ask_confidence) for q in questions]
+        summary = {**self.prompts.counts(), "rounds": self.rounds, "agents": teams, "vote": self.vote}
+        return MethodResult({q.key: row.final_text for q, row in zip(questions, rows)}, rows, summary)
+
+    @staticmethod
+    def _decide(q, team: list[str], history: list[list[str]], strength: dict, ask_confidence: bool) -> DiscussionRow:
+        """The vote of the last round; the returned text is the winner's (the strongest speaker
+        among those who gave it) with the task's answer line added."""
+        last = history[-1]
+        answers = [extract_answer(t, q.text) for t in last]
+        weights = [stated_confidence(t) for t in last] if ask_confidence else None
+        ties = [strength[e] for e in team]
+        winner = vote(answers, weights, ties)
+        if winner == INVALID:
+            final = last[0]
+        else:
+            speaker = max((i for i, a in enumerate(answers) if a == winner), key=lambda i: ties[i])
+            final = f"{last[speaker].rstrip()}\n\n{answer_line(winner, q.text)}"
+        return DiscussionRow(task=q.task, doc_id=q.doc_id, repeat=q.repeat, experts=team, final_answer=winner,
+                             final_text=final, rounds=[response_rows(team, rnd, q) for rnd in history],
+                             votes=answers, vote_weights=weights)

@@ -3,7 +3,7 @@
 ``symoe_eval.pth`` (installed next to site-packages) imports this module in every Python
 process. It must stay stdlib-only and cheap: it only puts one finder on ``sys.meta_path`` that
 watches for three lm-eval modules and, once each has been executed, calls
-:mod:`symoe_eval.plugin` to register our models and task folder. Nothing of lm-eval or
+:mod:`symoe_eval.harness.plugin` to register our models and task folder. Nothing of lm-eval or
 symoe-eval's heavy code is imported by programs that never import lm-eval.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-# lm-eval module -> name of the symoe_eval.plugin function to call once it has been executed.
+# lm-eval module -> name of the symoe_eval.harness.plugin function to call once it has been executed.
 WATCHED = {
     "lm_eval.api.registry": "on_registry_imported",
     "lm_eval.tasks.manager": "on_task_manager_imported",
@@ -32,7 +32,7 @@ class _Loader:
 
     def exec_module(self, module):
         self._real.exec_module(module)
-        from symoe_eval import plugin
+        from symoe_eval.harness import plugin
 
         getattr(plugin, self._callback)(module)
 

@@ -1,39 +1,53 @@
-"""``symoe``: Symbolic Mixture-of-Experts (arXiv 2503.05641) as an lm-eval model.
+"""``symoe``: Symbolic Mixture-of-Experts (arXiv 2503.05641).
 
-``generate_until`` receives every request of the run at once and sends them one way:
-requests -> keywords (keyword model) -> routes (profiles, embeddings) -> expert answers, grouped
+``run`` receives every question of the run at once and sends them one way:
+questions -> keywords (keyword model) -> routes (profiles, embeddings) -> expert answers, grouped
 by expert -> aggregation (each task's aggregator) -> answers. The scheduler loads each model once.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
-from symoe_eval.aggregation import consensus
 from symoe_eval.errors import SymoeError
-from symoe_eval.runargs import model_arg
-from symoe_eval.models.staged import StagedLM
-from symoe_eval.weights import resolve_weights
-from symoe_eval.routing import QuestionRef, Route, SentenceEmbedder, question_rng, router_class
-from symoe_eval.scheduling import Call
-from symoe_eval.skills import KEYWORD_MAX_GEN_TOKS, annotate
+from symoe_eval.methods.aggregation import consensus
+from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, response_rows
+from symoe_eval.methods.routing import QuestionRef, Route, SentenceEmbedder, question_rng, router_class
+from symoe_eval.methods.skills import KEYWORD_MAX_GEN_TOKS, annotate
+from symoe_eval.pools.weights import resolve_weights
+from symoe_eval.runtime.runargs import model_arg
+from symoe_eval.runtime.scheduling import Call
 
 log = logging.getLogger(__name__)
 AGGREGATE_MODES = ("always", "disagree")
 
 
-class SymbolicMoE(StagedLM):
+@dataclass(frozen=True)
+class SymoeRow(Row):
+    keywords: list[str]
+    mapped_keywords: list[str]
+    fallback: str | None
+    weights: dict
+    responses: list[Response]
+    aggregator: str
+    consensus: bool
+
+
+class SymbolicMoE(StagedMethod):
     """``--model symoe --model_args pool=tiny-cpu,k=3,...`` (see the README for every argument).
 
-    ``routing`` names a router (``symoe_eval.routing.ROUTERS``): ``instance`` is the method,
+    ``routing`` names a router (``symoe_eval.methods.routing.ROUTERS``): ``instance`` is the method,
     ``task`` and ``random`` are the paper's ablations. ``aggregate=always`` is the paper;
     ``aggregate=disagree`` answers a question whose k experts all state the same answer with
     that answer and calls the aggregator only for the rest (beyond the paper: cheaper)."""
 
-    method = "symoe"
+    name = "symoe"
 
     def __init__(
         self,
+        runtime,
+        profiles: str | None = None,
         k: int = 3,
         aggregator: str | None = None,
         keyword_model: str | None = None,
@@ -41,9 +55,8 @@ class SymbolicMoE(StagedLM):
         keyword_max_gen_toks: int = KEYWORD_MAX_GEN_TOKS,
         aggregator_max_gen_toks: int | None = None,
         aggregate: str = "always",
-        **kwargs,
     ):
-        super().__init__(**kwargs)
+        super().__init__(runtime, profiles)
         self.k = model_arg("k", k, minimum=1)
         self.router = router_class(routing)(self.k, embed=self.embed)
         self.routing = routing
@@ -71,7 +84,7 @@ class SymbolicMoE(StagedLM):
     def _routes(self, questions, profiles, keywords) -> dict[tuple, Route]:
         routes = {}
         for q in questions:
-            rng = question_rng(self.seed, q.task, q.doc_id, q.repeat)
+            rng = question_rng(self.runtime.seed, q.task, q.doc_id, q.repeat)
             routes[q.key] = self.router.route(profiles[q.task], QuestionRef(q.task, q.doc_id), keywords.get(q.text, []), rng)
             if routes[q.key].fallback:
                 log.warning("%s doc %s: %s; recruiting the globally strongest experts",
@@ -85,13 +98,14 @@ class SymbolicMoE(StagedLM):
             for slot, name in enumerate(routes[q.key].experts):
                 sample = q.repeat * self.k + seen.get(name, 0)  # duplicates are separate samples
                 seen[name] = seen.get(name, 0) + 1
-                calls.append(Call((q.key, slot), name, self.request(name, q, q.prompt, sample)))
+                calls.append(Call((q.key, slot), name, self.request(name, q, sample)))
         return calls
 
     def _run(self, scheduler, questions, profiles, aggregators):
         keywords = {}
         if self.router.needs_keywords:
-            keywords = annotate(scheduler, self.keyword_model, [q.text for q in questions], self.seed, self.keyword_max_gen_toks)
+            keywords = annotate(scheduler, self.keyword_model, [q.text for q in questions], self.runtime.seed,
+                                self.keyword_max_gen_toks)
         routes = self._routes(questions, profiles, keywords)
         answers = scheduler.run("experts", self._expert_calls(questions, routes), later=list(aggregators.values()))
         responses = {q.key: [answers[(q.key, s)].text for s in range(len(routes[q.key].experts))] for q in questions}
@@ -105,24 +119,18 @@ class SymbolicMoE(StagedLM):
         ])
         return routes, responses, {**{k: c.text for k, c in finals.items()}, **agreed}, set(agreed)
 
-    # ------------------------------------------------------------------ lm-eval API
-
-    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
-        questions = self.questions(requests)
+    def run(self, questions, scheduler) -> MethodResult:
         tasks = sorted({q.task for q in questions})
         profiles = self.task_profiles(tasks)
         aggregators = {t: self.aggregator_override or profiles[t].aggregator for t in tasks}
-        with self.context.scheduler(not disable_tqdm) as scheduler:
-            routes, responses, finals, agreed = self._run(scheduler, questions, profiles, aggregators)
-        rows = [{
-            "task": q.task, "doc_id": q.doc_id, "repeat": q.repeat,
-            "keywords": routes[q.key].keywords, "mapped_keywords": routes[q.key].mapped, "fallback": routes[q.key].fallback,
-            "weights": routes[q.key].weights, "experts": routes[q.key].experts,
-            "responses": self.response_rows(routes[q.key].experts, responses[q.key], q),
-            "aggregator": aggregators[q.task], "consensus": q.key in agreed,
-            "final_answer": q.answer(finals[q.key]),
-            "final_text": finals[q.key],
-        } for q in questions]
-        summary = {"k": self.k, "routing": self.routing, "keyword_model": self.keyword_model, "aggregators": aggregators,
-                   "aggregate": self.aggregate, "consensus_answers": len(agreed)}
-        return self.finish(requests, questions, finals, rows, scheduler, summary)
+        routes, responses, finals, agreed = self._run(scheduler, questions, profiles, aggregators)
+        rows = [SymoeRow(
+            task=q.task, doc_id=q.doc_id, repeat=q.repeat, experts=routes[q.key].experts,
+            final_answer=q.answer(finals[q.key]), final_text=finals[q.key],
+            keywords=routes[q.key].keywords, mapped_keywords=routes[q.key].mapped, fallback=routes[q.key].fallback,
+            weights=routes[q.key].weights, responses=response_rows(routes[q.key].experts, responses[q.key], q),
+            aggregator=aggregators[q.task], consensus=q.key in agreed,
+        ) for q in questions]
+        summary = {**self.prompts.counts(), "k": self.k, "routing": self.routing, "keyword_model": self.keyword_model,
+                   "aggregators": aggregators, "aggregate": self.aggregate, "consensus_answers": len(agreed)}
+        return MethodResult(finals, rows, summary)

@@ -4,7 +4,7 @@ generation settings, the engines only ever see ``SamplingParams``."""
 from __future__ import annotations
 
 from symoe_eval.engines import SamplingParams
-from symoe_eval.registry import ExpertSpec
+from symoe_eval.pools.schema import ExpertSpec
 
 
 def sampling_for(

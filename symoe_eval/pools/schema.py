@@ -221,6 +221,6 @@ def available_pools() -> list[str]:
 
 def load_pool(name_or_path: str) -> Pool:
     """Parse and validate a pool file. Its weight files are checked when a model loads
-    (:func:`symoe_eval.weights.resolve_weights`) or by :func:`symoe_eval.weights.missing_files`."""
+    (:func:`symoe_eval.pools.weights.resolve_weights`) or by :func:`symoe_eval.pools.weights.missing_files`."""
     path = pool_path(name_or_path)
     return parse_pool(path.read_text(), path)

@@ -22,21 +22,6 @@ from symoe_eval.paths import cache_root
 log = logging.getLogger(__name__)
 
 
-def lm_eval_output_path(argv: list[str] | None = None) -> Path | None:
-    """The ``--output_path`` of the running ``lm_eval`` command, if any (a .json path means its folder)."""
-    argv = sys.argv if argv is None else argv
-    for i, arg in enumerate(argv):
-        value = None
-        if arg in ("--output_path", "-o") and i + 1 < len(argv):
-            value = argv[i + 1]
-        elif arg.startswith("--output_path="):
-            value = arg.split("=", 1)[1]
-        if value:
-            path = Path(value).expanduser()
-            return path.parent if path.suffix == ".json" else path
-    return None
-
-
 def answers_digest(answers: Iterable[tuple[str, int, str]]) -> str:
     """What ties a run summary to its lm-eval run: a hash of every (task, doc_id, returned text),
     which our summary records and lm-eval's samples files hold as ``resps``."""
@@ -52,8 +37,10 @@ class RunLog:
         self.rows: list[dict] = []
 
     @classmethod
-    def open(cls, log_dir: str | None, method: str, pool: str) -> "RunLog":
-        folder = Path(log_dir).expanduser() if log_dir else lm_eval_output_path() or cache_root() / "runs"
+    def open(cls, folder: str | Path | None, method: str, pool: str) -> "RunLog":
+        """A new run's log in ``folder`` (``log_dir=``, else lm-eval's ``--output_path``), else
+        under the cache root."""
+        folder = Path(folder).expanduser() if folder else cache_root() / "runs"
         stamp = dt.datetime.now().strftime("%Y-%m-%dT%H-%M-%S.%f")
         return cls(folder, f"{method}_{pool}_{stamp}")
 

@@ -6,8 +6,8 @@ import json
 import logging
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.runs import Run
-from symoe_eval.stats import holm, paired_result
+from symoe_eval.analysis.runs import Run
+from symoe_eval.analysis.stats import holm, paired_result
 
 log = logging.getLogger(__name__)
 

@@ -3,11 +3,15 @@ Mixture-of-Agents baseline."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from symoe_eval.answers import INVALID, extract_answer, strip_thinking
+from symoe_eval.methods.answers import INVALID, extract_answer, strip_thinking
 from symoe_eval.engines.base import GenerationRequest, chat_token_ids
+from symoe_eval.runtime.context import RunContext
+
+log = logging.getLogger(__name__)
 
 AGGREGATE_INSTRUCTION = (
     "You have been provided with a set of responses from various open-source models to the latest "
@@ -135,3 +139,37 @@ def fit_prompt(build: Callable[[str, list[str]], str], question: str, responses:
             break
         budgets = [max(0, b - over // count - 1) for b in budgets]
     return Fitted(prompt, sum(f != t for f, t in zip(fitted, texts)), question_cut)
+
+
+@dataclass
+class SynthesisPrompts:
+    """Requests whose prompt quotes earlier responses, fitted to the reading expert's context with
+    its own tokenizer (loaded alone, once per run); the cuts are counted for the run summary."""
+
+    runtime: RunContext
+    truncated_responses: int = 0
+    truncated_questions: int = 0
+    _counters: dict[str, ChatTokens] = field(default_factory=dict, repr=False)
+
+    def token_counter(self, expert: str) -> ChatTokens:
+        if expert not in self._counters:
+            self._counters[expert] = ChatTokens(self.runtime.reader(expert).load_tokenizer())
+        return self._counters[expert]
+
+    def request(self, expert: str, prompt: str, responses: Sequence[str], gen_kwargs: dict | None, sample: int,
+                max_tokens: int | None = None, build: Callable[[str, list[str]], str] = aggregate_prompt,
+                where: str = "", system: tuple = ()) -> GenerationRequest:
+        """A prompt quoting ``responses`` (the aggregate-and-synthesize prompt by default), fitted
+        to the expert's context (see ``fit_prompt``)."""
+        params = self.runtime.sampling(expert, gen_kwargs, max_tokens)
+        room = self.runtime.reader(expert).context_limit() - params.max_tokens
+        fitted: Fitted = fit_prompt(build, prompt, responses, room, lambda: self.token_counter(expert))
+        if fitted.responses_cut or fitted.question_cut:
+            self.truncated_responses += fitted.responses_cut
+            self.truncated_questions += fitted.question_cut
+            log.warning("%s: cut %d response(s)%s to fit %s's context of %d prompt tokens", where or "prompt",
+                        fitted.responses_cut, " and the question's middle" if fitted.question_cut else "", expert, room)
+        return GenerationRequest((*system, ("user", fitted.prompt)), params, sample)
+
+    def counts(self) -> dict:
+        return {"truncated_responses": self.truncated_responses, "truncated_questions": self.truncated_questions}

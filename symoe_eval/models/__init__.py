@@ -1,1 +1,0 @@
-"""lm-eval model classes, registered lazily by symoe_eval.plugin."""

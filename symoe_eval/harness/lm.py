@@ -117,7 +117,8 @@ class MethodLM(LM):
             text = str((req.doc or {}).get(self.question_field, prompt))
             reader = readers.get(req.task_name)
             read = (lambda t, doc=req.doc, reader=reader: reader(doc, t)) if reader else None
-            out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, dict(req.args[1]), prefix, read))
+            out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, generation_kwargs(req.args[1]), prefix,
+                                read))
         return out
 
     @property
@@ -131,6 +132,15 @@ class MethodLM(LM):
     def apply_chat_template(self, chat_history: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         """Keep the history as messages (``--apply_chat_template``), not one model's formatted text."""
         return encode_chat(chat_history)
+
+
+def generation_kwargs(raw: dict | None) -> dict:
+    """A task's gen_kwargs as lm-eval's own backends read them (``until`` a list, one
+    ``max_gen_toks``, ``do_sample`` and ``temperature`` agreed); a missing ``max_gen_toks``
+    stays 0, which means each expert's own budget."""
+    from lm_eval.models.utils import normalize_gen_kwargs
+
+    return normalize_gen_kwargs(dict(raw), 0) if raw else {}
 
 
 def sample_indices(requests: list[Instance]) -> list[int]:

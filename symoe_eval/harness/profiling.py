@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from symoe_eval.errors import SymoeError
+from symoe_eval.harness.lm import generation_kwargs
 from symoe_eval.harness.lm_eval_internals import task_answer
 from symoe_eval.methods import profiling
 from symoe_eval.methods.profiles import base_task
@@ -71,4 +72,4 @@ def load_validation(task: str, limit: int | None, data_dir: str | None, include_
     prompts = [loaded.doc_to_text(d) for d in docs]
     questions = [str(d.get(question_field or "question", p)) for d, p in zip(docs, prompts)]
     return ValidationSet(base_task(task) if twin else task, docs, prompts, questions,
-                         dict(loaded.config.generation_kwargs or {}), task_grader(loaded), task_answer(loaded))
+                         generation_kwargs(loaded.config.generation_kwargs), task_grader(loaded), task_answer(loaded))

@@ -1,5 +1,5 @@
-"""Sampling for one call, from lm-eval's ``gen_kwargs``: the model layer reads the task's
-generation settings, the engines only ever see ``SamplingParams``."""
+"""Sampling for one call, from a task's generation settings (``gen_kwargs`` as lm-eval's own
+backends read them, normalized by the harness): the engines only ever see ``SamplingParams``."""
 
 from __future__ import annotations
 
@@ -17,12 +17,11 @@ def sampling_for(
 ) -> SamplingParams:
     """Sampling for one call: explicit overrides win, then the task's gen_kwargs, then the
     expert's registry defaults; a reasoning expert never gets less than its own token budget,
-    and ``cap`` (the pool's ``max_gen_toks``) bounds every budget but an explicit ``max_tokens``."""
-    from lm_eval.models.utils import normalize_gen_kwargs
-
+    and ``cap`` (the pool's ``max_gen_toks``) bounds every budget but an explicit ``max_tokens``.
+    A missing or 0 ``max_gen_toks`` means the expert's own budget."""
     budget = expert.generation.max_gen_toks
-    kwargs = normalize_gen_kwargs(dict(gen_kwargs), budget) if gen_kwargs else {}
-    task_tokens = int(kwargs.get("max_gen_toks", budget))
+    kwargs = gen_kwargs or {}
+    task_tokens = int(kwargs.get("max_gen_toks") or budget)
     if expert.reasoning:
         task_tokens = max(task_tokens, budget)
     if cap:

@@ -17,7 +17,7 @@ import argparse
 import random
 import time
 
-from symoe_eval.engines import Completion, Engine, GenerationRequest, SamplingParams
+from symoe_eval.engines import Completion, Engine, EngineFactory, GenerationRequest, SamplingParams
 from symoe_eval.pools.schema import ExpertSpec, WeightSource
 from symoe_eval.runtime.scheduling import Call
 
@@ -73,8 +73,8 @@ def measure(workers: int, stages: list[list[Call]]) -> tuple[float, int, list[fl
     from symoe_eval.runtime.workers import RayScheduler
 
     experts = {e: ExpertSpec(e, f"org/{e}", WeightSource(hf_id=f"org/{e}")) for e in EXPERTS}
-    with RayScheduler(experts, SleepEngine, {"batch_size": CHUNK}, workers=workers, max_loaded=1, progress=False,
-                      cpus_per_worker=1) as scheduler:
+    with RayScheduler(experts, EngineFactory(SleepEngine, None, {"batch_size": CHUNK}), workers=workers, max_loaded=1,
+                      progress=False, cpus_per_worker=1) as scheduler:
         import ray
 
         ray.get([w.actor.pid.remote() for w in scheduler.workers])  # the actors' start is not measured

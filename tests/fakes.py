@@ -9,6 +9,7 @@ import types
 from dataclasses import dataclass, field
 from typing import Callable
 
+from symoe_eval.engines import EngineFactory
 from symoe_eval.engines.base import Completion, Engine
 from symoe_eval.engines.batching import micro_batches
 from symoe_eval.pools.schema import ExpertSpec, WeightSource
@@ -191,3 +192,36 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
     for name, module in (("vllm", vllm), ("vllm.distributed", distributed), ("vllm.distributed.parallel_state", parallel_state)):
         monkeypatch.setitem(sys.modules, name, module)
     return state
+
+
+@dataclass(frozen=True)
+class FakeFactory(EngineFactory):
+    """A run's engine factory making FakeEngines behind the run's own cache; ``run`` is the
+    factory the run would have used, ``built`` each (engine, run) made, for tests to read."""
+
+    run: EngineFactory | None = None
+    built: list = field(default_factory=list, compare=False)
+
+    def build(self, expert):
+        engine = super().build(expert)
+        self.built.append((engine, self.run))
+        return engine
+
+    def __getstate__(self):
+        return {**self.__dict__, "built": []}  # what a Ray actor builds stays in the actor
+
+
+def use_fake_engines(monkeypatch, respond: Callable | None = None, **fake_kwargs) -> list:
+    """Swap every run's one engine factory (``RunContext.engine_factory``, used in process and for
+    Ray workers alike) for FakeEngines answering with ``respond``; returns ``FakeFactory.built``."""
+    from symoe_eval.runtime.context import RunContext
+
+    built: list = []
+    real = RunContext.engine_factory
+
+    def factory(context):
+        run = real(context)
+        return FakeFactory(FakeEngine, run.cache_dir, {"respond": respond, **fake_kwargs}, run=run, built=built)
+
+    monkeypatch.setattr(RunContext, "engine_factory", factory)
+    return built

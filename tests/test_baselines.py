@@ -5,8 +5,7 @@ import json
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.runtime.context as context
-from fakes import FakeEngine, draw
+from fakes import FakeEngine, draw, use_fake_engines
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods.discussion import Discussion, stated_confidence
 from symoe_eval.methods.moa import MixtureOfAgents
@@ -31,7 +30,7 @@ def pool(tmp_path, monkeypatch):
 
 
 def use_fakes(monkeypatch, respond):
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond, batch_size=100))
+    use_fake_engines(monkeypatch, respond, batch_size=100)
 
 
 def instances(n, task="symoe_gpqa"):

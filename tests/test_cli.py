@@ -121,3 +121,14 @@ def test_every_run_argument_is_a_model_arg_a_profile_flag_and_a_readme_row(tmp_p
     assert (lm.runtime.threads, lm.runtime.max_loaded, lm.runtime.device) == (2, 1, "cpu")
     with pytest.raises(SymoeError, match="model_args threads=0: expected an integer >= 1"):
         ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none", threads=0)
+
+
+def test_lm_evals_auto_batch_size_and_device_mean_our_defaults():
+    """``--batch_size auto`` (or ``auto:4``) and ``--device auto`` reach a model as strings; the
+    run argument's own declaration says what they mean (before, RunContext special-cased them)."""
+    from symoe_eval.runtime.context import RunContext
+
+    for batch_size in ("auto", "auto:4"):
+        context = RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", batch_size=batch_size, device="auto")
+        assert (context.batch_size, context.device) == (8, None)
+    assert RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", batch_size="3").batch_size == 3

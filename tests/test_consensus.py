@@ -6,8 +6,7 @@ import json
 import numpy as np
 import pytest
 
-import symoe_eval.runtime.context as context
-from fakes import FakeEngine
+from fakes import FakeEngine, use_fake_engines
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods.aggregation import consensus
 from symoe_eval.errors import SymoeError
@@ -57,7 +56,7 @@ def evaluate(monkeypatch, data_dir, tmp_path):
 
     plugin.activate()
     FakeEngine.log.clear()
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond, batch_size=64))
+    use_fake_engines(monkeypatch, respond, batch_size=64)
     monkeypatch.setattr(SymbolicMoE, "embed", fake_embed)
 
     def run(aggregate):

@@ -3,10 +3,10 @@
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.runtime.context as context
-from fakes import FakeEngine
+from fakes import use_fake_engines
 from symoe_eval.errors import SymoeError
 from symoe_eval.harness.lm import lm_class
+
 ExpertLM = lm_class("symoe_expert")
 
 MC = "Q? The options are: (A) x (B) y"
@@ -21,23 +21,16 @@ def instance(doc_id, context=MC, gen_kwargs=None, idx=0, task="symoe_gpqa"):
 
 @pytest.fixture
 def engines(monkeypatch):
-    made = []
-
-    def fake_make_engine(expert, backend="auto", **kwargs):
-        engine = FakeEngine(expert, respond=lambda name, req: f"{name}|{req.params}|{req.seed}")
-        made.append((engine, kwargs))
-        return engine
-
-    monkeypatch.setattr(context, "make_engine", fake_make_engine)
-    return made
+    """(engine, the run's own factory) of each engine built."""
+    return use_fake_engines(monkeypatch, lambda name, req: f"{name}|{req.params}|{req.seed}")
 
 
 def test_one_load_one_batch_and_params_from_the_task(engines, tmp_path):
     lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir=str(tmp_path), batch_size=16)
     out = lm.generate_until([instance(i, gen_kwargs={"max_gen_toks": 64, "until": ["###"]}) for i in range(5)])
     assert len(engines) == 1
-    engine, kwargs = engines[0]
-    assert engine.stats.loads == 1 and kwargs["batch_size"] == 16 and kwargs["cache_dir"] == tmp_path
+    engine, run = engines[0]
+    assert engine.stats.loads == 1 and run.engine_kwargs["batch_size"] == 16 and run.cache_dir == tmp_path
     assert all("max_tokens=64" in o and "stop=('###',)" in o and "temperature=0.7" in o for o in out)
 
 
@@ -45,7 +38,7 @@ def test_model_args_override_the_task(engines):
     lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", temperature=0, max_gen_toks=32, cache_dir="none")
     (out,) = lm.generate_until([instance(0)])
     assert "temperature=0.0" in out and "max_tokens=32" in out
-    assert engines[0][1]["cache_dir"] is None
+    assert engines[0][1].cache_dir is None
 
 
 def test_greedy_task_kwargs_mean_temperature_zero(engines):

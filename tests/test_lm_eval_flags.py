@@ -5,9 +5,8 @@ import json
 import lm_eval
 import pytest
 
-import symoe_eval.runtime.context as context
 from conftest import run_cli
-from fakes import FakeEngine
+from fakes import use_fake_engines
 from symoe_eval.harness import plugin
 from symoe_eval.harness.lm import lm_class
 ExpertLM = lm_class("symoe_expert")
@@ -23,7 +22,7 @@ def seen(monkeypatch):
         requests.append(request)
         return "The answer is (A)"
 
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond))
+    use_fake_engines(monkeypatch, respond)
     return requests
 
 

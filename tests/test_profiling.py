@@ -2,9 +2,8 @@
 
 import json
 
-import symoe_eval.runtime.context as context
 import symoe_eval.harness.profiling as profiling
-from fakes import FakeEngine, draw
+from fakes import draw, use_fake_engines
 from symoe_eval.methods.profiles import load_profile
 
 
@@ -19,7 +18,7 @@ def respond(name, request):
 
 
 def test_profile_samples_are_distinct_draws(tmp_path, monkeypatch):
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend, **kw: FakeEngine(spec, respond, batch_size=8))
+    use_fake_engines(monkeypatch, respond, batch_size=8)
     folder = profiling.build_profile("tiny-cpu", "symoe_demo", samples=3, profiles_root=str(tmp_path),
                                      cache_dir=str(tmp_path / "cache"), progress=False)
     rows = [json.loads(line) for line in open(folder / "annotations.jsonl")]

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from lm_eval.api.instance import Instance
 
-import symoe_eval.runtime.context as context
-from fakes import FakeEngine, draw
+from fakes import FakeEngine, draw, use_fake_engines
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.symoe import SymbolicMoE
@@ -68,7 +67,7 @@ def setup(tmp_path, monkeypatch):
     experts = "\n".join(f"  - {{name: {e}, model: org/{e}, source: {{hf_id: org/{e}}}{', tags: [keyword_model]' if e == 'generalist' else ''}}}" for e in EXPERTS)
     pool_path = tmp_path / "subjects.yaml"
     pool_path.write_text(POOL.format(experts=experts))
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond, batch_size=64))
+    use_fake_engines(monkeypatch, respond, batch_size=64)
     monkeypatch.setattr(SymbolicMoE, "embed", lambda self, texts: np.eye(len(texts), 8))
     # Validation: each expert answered once; the generalist is right on a third of every subject.
     val = make_questions(60, 0, seed=1)
@@ -202,7 +201,7 @@ def test_long_questions_keep_the_aggregation_instruction_and_every_response(setu
         seen.append(request.messages[-1][1])
         return respond(name, request)
 
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, capture, batch_size=64))
+    use_fake_engines(monkeypatch, capture, batch_size=64)
     qs = [(f"{text}\n" + " ".join(f"filler{i}" for i in range(1500)), gold, subject)
           for text, gold, subject in make_questions(3, 7000, seed=8)]
     for text, gold, _ in qs:

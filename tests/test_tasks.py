@@ -2,8 +2,7 @@
 
 import pytest
 
-import symoe_eval.runtime.context as context
-from fakes import FakeEngine
+from fakes import use_fake_engines
 
 
 @pytest.fixture
@@ -21,7 +20,7 @@ def evaluate(monkeypatch, data_dir):
         prompts.append(req.messages[-1][1])
         return "Step by step... The answer is (A)" if "(A)" in prompts[-1] else "So \\boxed{204}."
 
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond))
+    use_fake_engines(monkeypatch, respond)
     lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none")
 
     def run(tasks, limit=2):

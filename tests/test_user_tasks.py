@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 from lm_eval.tasks import TaskManager
 
-import symoe_eval.runtime.context as context
-from fakes import FakeEngine
+from fakes import use_fake_engines
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.harness import plugin
 from symoe_eval.harness import profiling
@@ -61,7 +60,7 @@ def respond(name, request):
 @pytest.fixture
 def fakes(monkeypatch):
     plugin.activate()
-    monkeypatch.setattr(context, "make_engine", lambda spec, backend="auto", **kw: FakeEngine(spec, respond, batch_size=8))
+    use_fake_engines(monkeypatch, respond, batch_size=8)
     monkeypatch.setattr(SymbolicMoE, "embed", lambda self, texts: np.eye(len(texts), 8))
 
 

@@ -8,9 +8,9 @@ import time
 
 import pytest
 
-from fakes import FakeEngine, draw, expert
+from fakes import FakeEngine, draw, expert, use_fake_engines
 from symoe_eval.harness.lm import lm_class
-from symoe_eval.engines import ENGINES, GenerationRequest, SamplingParams
+from symoe_eval.engines import ENGINES, EngineFactory, GenerationRequest, SamplingParams
 from symoe_eval.runtime.scheduling import Call, Scheduler
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -41,12 +41,13 @@ def stage_calls(n=60):
 def ray_scheduler(tmp_path, workers=2):
     from symoe_eval.runtime.workers import RayScheduler
 
-    return RayScheduler(EXPERTS, SlowFake, {"batch_size": 4}, cache_dir=tmp_path / "cache", workers=workers,
+    return RayScheduler(EXPERTS, EngineFactory(SlowFake, tmp_path / "cache", {"batch_size": 4}), workers=workers,
                         max_loaded=1, progress=False)
 
 
 def in_process(calls):
-    with Scheduler(lambda name: SlowFake(EXPERTS[name], batch_size=4), max_loaded=1, progress=False) as scheduler:
+    factory = EngineFactory(SlowFake, None, {"batch_size": 4})
+    with Scheduler(lambda name: factory.build(EXPERTS[name]), max_loaded=1, progress=False) as scheduler:
         return {k: c.text for k, c in scheduler.run("s", calls).items()}
 
 
@@ -80,7 +81,9 @@ def test_a_worker_killed_mid_stage_loses_nothing(tmp_path, caplog):
     assert len(lines) == len({row["key"] for row in lines}) == len(calls)  # each generation written once
 
 
-def test_cached_calls_never_reach_a_worker(tmp_path):
+def test_cached_calls_load_nothing_and_generate_nothing_on_the_workers(tmp_path):
+    """The workers' engines sit behind the same cache layer as in process (before, the driver
+    kept its own copy of the cache bookkeeping)."""
     calls = stage_calls(12)
     with ray_scheduler(tmp_path) as scheduler:
         first = scheduler.run("s", calls)
@@ -121,16 +124,18 @@ def test_a_driver_waits_for_another_run_generating_on_its_cache_and_reads_its_wo
     assert summary["models"]["a"]["cached_calls"] == len(theirs)
 
 
-def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
-    """workers=2 in model_args: the same final texts as in process, and per-worker cost in the summary."""
+def instances(n):
     from lm_eval.api.instance import Instance
 
-    from symoe_eval.methods.moa import MixtureOfAgents
-
-    monkeypatch.setitem(ENGINES, "slowfake", SlowFake)
     kwargs = {"until": [], "temperature": 0.7, "max_gen_toks": 32}
-    requests = [Instance("generate_until", {"question": f"Q{i}? The options are: (A) x (B) y"}, (f"Question: Q{i}?", kwargs), i,
-                         metadata=("symoe_gpqa", i, 1)) for i in range(6)]
+    return [Instance("generate_until", {"question": f"Q{i}? The options are: (A) x (B) y"}, (f"Question: Q{i}?", kwargs), i,
+                     metadata=("symoe_gpqa", i, 1)) for i in range(n)]
+
+
+def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
+    """workers=2 in model_args: the same final texts as in process, and per-worker cost in the summary."""
+    monkeypatch.setitem(ENGINES, "slowfake", SlowFake)
+    requests = instances(6)
 
     def run(workers):
         log_dir = tmp_path / f"w{workers}"
@@ -143,3 +148,27 @@ def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
     assert spread == alone
     assert len(summary["workers"]) == 2 and sum(w["calls"] for w in summary["workers"]) == 6 * 2 * 2 + 6
     assert [s["name"] for s in summary["stages"]] == ["layer 1", "layer 2", "aggregation"]
+
+
+def echo_answer(name, request):
+    return f"{name} read {len(request.messages[-1][1])} characters. The answer is (B)"
+
+
+def test_a_swapped_engine_factory_reaches_the_workers_behind_the_same_cache(tmp_path, monkeypatch):
+    """One execution path: the factory tests swap (``RunContext.engine_factory``) builds the Ray
+    workers' engines too, behind the in-process cache layer (before, workers built the backend's
+    class themselves: tiny-cpu's real smollm2 answered here, and the driver kept the cache)."""
+    use_fake_engines(monkeypatch, echo_answer, batch_size=4)
+    cache = tmp_path / "cache"
+
+    def run(name):
+        lm = lm_class("symoe_expert")(pool="tiny-cpu", expert="smollm2-135m", cache_dir=str(cache),
+                                      log_dir=str(tmp_path / name), workers=2)
+        out = lm.generate_until(instances(10), disable_tqdm=True)
+        return out, json.loads(next((tmp_path / name).glob("routing_summary_*.json")).read_text())
+
+    (first, summary), (again, resumed) = run("first"), run("again")
+    assert all(text.startswith("smollm2-135m read") for text in first) and again == first
+    assert len((cache / "smollm2-135m.jsonl").read_text().splitlines()) == 10  # written once, by the workers' layer
+    assert sum(w["calls"] for w in summary["workers"]) == 10 and summary["models"]["smollm2-135m"]["loads"] >= 1
+    assert resumed["total_loads"] == 0 and resumed["models"]["smollm2-135m"]["cached_calls"] == 10

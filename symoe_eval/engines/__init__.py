@@ -8,6 +8,7 @@ line here, or ``register_engine`` from user code.
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from symoe_eval.engines.base import (
@@ -31,6 +32,7 @@ __all__ = [
     "CachedEngine",
     "Completion",
     "Engine",
+    "EngineFactory",
     "GenerationCache",
     "GenerationRequest",
     "SamplingParams",
@@ -67,14 +69,29 @@ def pick_backend(requested: str = "auto") -> str:
     return next(n for n in ranked if engine_class(n).auto_priority_here() >= 0 and engine_class(n).available())
 
 
+@dataclass(frozen=True)
+class EngineFactory:
+    """How a run builds an expert's engine, in process and in each Ray actor alike: the engine
+    class, its own arguments (``batch_size``, ``device``, ``seed``, ``threads``) and the
+    generation cache in front of it. Plain data, so it travels to an actor as it is."""
+
+    engine_cls: type[Engine]
+    cache_dir: Path | None = None
+    engine_kwargs: dict = field(default_factory=dict)
+    driver_locks: bool = False  # in a Ray actor: its driver holds the cache's generation locks
+
+    def build(self, expert: ExpertSpec) -> Engine:
+        engine = self.engine_cls(expert, **self.engine_kwargs)
+        if self.cache_dir:
+            engine = CachedEngine(engine, GenerationCache(self.cache_dir, locked_by_driver=self.driver_locks))
+        return engine
+
+
 def make_engine(
     expert: ExpertSpec,
     backend: str = "auto",
     cache_dir: str | Path | None = None,
     **engine_kwargs,
 ) -> Engine:
-    """``engine_kwargs``: the Engine's own (``batch_size``, ``device``, ``seed``, ``threads``)."""
-    engine = engine_class(pick_backend(backend))(expert, **engine_kwargs)
-    if cache_dir:
-        engine = CachedEngine(engine, GenerationCache(cache_dir))
-    return engine
+    """One engine, as a run's :class:`EngineFactory` builds it."""
+    return EngineFactory(engine_class(pick_backend(backend)), cache_dir and Path(cache_dir), engine_kwargs).build(expert)

@@ -6,6 +6,7 @@ of requests as one batch (the point of Symbolic-MoE's expert-grouped inference).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -213,6 +214,10 @@ class Engine(ABC):
     def pending(self, requests: Sequence[GenerationRequest]) -> int:
         """How many of ``requests`` would reach the model (a cache in front answers the rest)."""
         return len(requests)
+
+    def generating(self):
+        """Held while this engine's model generates for the run (a cache's lock; none here)."""
+        return contextlib.nullcontext()
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         """Yield ``(index into requests, completion)`` as each micro-batch finishes (every

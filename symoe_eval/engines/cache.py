@@ -49,8 +49,11 @@ class GenerationCache:
     kill, a hand-edited or foreign line) are skipped and counted, and the file named once; a
     record never starts on a torn line, and a failed write keeps the run going."""
 
-    def __init__(self, directory: str | Path):
+    def __init__(self, directory: str | Path, locked_by_driver: bool = False):
+        """``locked_by_driver``: a Ray actor's view, whose driver holds ``generating``'s locks for
+        the run (its actors never generate the same request, so they must not wait for each other)."""
         self.directory = Path(directory)
+        self.locked_by_driver = locked_by_driver
         self._entries: dict[str, dict[str, dict]] = {}
         self._read_upto: dict[str, int] = {}  # bytes of each file read so far
         self._lock = threading.Lock()
@@ -136,7 +139,7 @@ class GenerationCache:
         none (a file system without locks) runs go on unlocked, as before. A thread that holds
         it already goes on (flock would make it wait for itself)."""
         held = ((self.directory / f".{expert}.lock").absolute(), threading.get_ident())
-        lock = None if held in _HELD_HERE else _lock_file(held[0], expert)
+        lock = None if held in _HELD_HERE or self.locked_by_driver else _lock_file(held[0], expert)
         if lock is not None:
             _HELD_HERE.add(held)
         with self._lock:
@@ -230,6 +233,9 @@ class CachedEngine(Engine):
     def report_budget_to(self, callback) -> None:
         super().report_budget_to(callback)
         self.inner.report_budget_to(callback)
+
+    def generating(self):
+        return self.cache.generating(self.expert.name)
 
     def pending(self, requests: Sequence[GenerationRequest]) -> int:
         entries = self.cache.entries(self.expert.name)

@@ -22,7 +22,7 @@ from symoe_eval.methods.profiles import TaskProfile, load_profile
 from symoe_eval.methods.routing import strongest
 from symoe_eval.paths import profiles_root
 from symoe_eval.runtime.context import RunContext
-from symoe_eval.runtime.scheduling import Call, Scheduler
+from symoe_eval.runtime.scheduling import Call, StageScheduler
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ class Method:
         self.runtime = runtime
         self.pool = runtime.pool
 
-    def run(self, questions: list[Question], scheduler: Scheduler) -> MethodResult:
+    def run(self, questions: list[Question], scheduler: StageScheduler) -> MethodResult:
         raise NotImplementedError
 
 
@@ -153,7 +153,7 @@ class StagedMethod(Method):
 
     def run_rounds(
         self,
-        scheduler: Scheduler,
+        scheduler: StageScheduler,
         questions: list[Question],
         teams: dict[str, list[str]],
         rounds: int,

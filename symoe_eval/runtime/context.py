@@ -9,13 +9,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from symoe_eval.engines import Engine, GenerationCache, GenerationRequest, SamplingParams, engine_class, make_engine, pick_backend
+from symoe_eval.engines import Engine, EngineFactory, GenerationCache, GenerationRequest, SamplingParams, engine_class, pick_backend
 from symoe_eval.errors import SymoeError
 from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.paths import cache_root
 from symoe_eval.pools.schema import Pool, load_pool
 from symoe_eval.runtime.runargs import parse_run_args
-from symoe_eval.runtime.scheduling import Scheduler
+from symoe_eval.runtime.scheduling import Scheduler, StageScheduler
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +51,9 @@ class RunContext:
     def create(cls, **raw: Any) -> "RunContext":
         """Validate raw run arguments (``runargs.RUN_ARGS``: model_args strings, CLI or Python
         values) into a context; the cache folder is checked for writing before any model loads."""
-        if str(raw.get("batch_size", "")).startswith("auto"):  # lm_eval's --batch_size auto: our default
-            raw = {**raw, "batch_size": None}
         args = parse_run_args({k: v for k, v in raw.items() if v is not None})
         backend = pick_backend(args.pop("engine"))
         spec = load_pool(args.pop("pool") or engine_class(backend).default_pool)
-        if args["device"] in ("", "auto"):
-            args["device"] = None
         context = cls(pool=spec, backend=backend, cache_dir=cache_dir_for(args.pop("cache_dir"), spec), **args)
         if context.cache_dir is not None:
             GenerationCache(context.cache_dir).check_writable()
@@ -69,10 +65,14 @@ class RunContext:
         """What every engine of the run is built with, in process or in a Ray actor."""
         return {"batch_size": self.batch_size, "device": self.device, "seed": self.seed, "threads": self.threads}
 
-    def engine(self, expert: str) -> Engine:
-        return make_engine(self.pool.expert(expert), self.backend, cache_dir=self.cache_dir, **self.engine_kwargs())
+    def engine_factory(self) -> EngineFactory:
+        """How every engine of the run is built, in process and on each Ray worker."""
+        return EngineFactory(engine_class(self.backend), self.cache_dir, self.engine_kwargs())
 
-    def scheduler(self, progress: bool = True) -> Scheduler:
+    def engine(self, expert: str) -> Engine:
+        return self.engine_factory().build(self.pool.expert(expert))
+
+    def scheduler(self, progress: bool = True) -> StageScheduler:
         """Use with ``with``: every model still loaded is unloaded at the end, error or not.
         With ``workers`` > 1 or a ``ray_address``, the stages run on Ray actors instead."""
         max_loaded = self.max_loaded or engine_class(self.backend).default_max_loaded
@@ -80,10 +80,10 @@ class RunContext:
             return Scheduler(self.engine, max_loaded, progress=progress)
         from symoe_eval.runtime.workers import RayScheduler
 
-        return RayScheduler(self.pool.experts, engine_class(self.backend), self.engine_kwargs(), self.cache_dir, self.workers, max_loaded,
-                            progress, self.ray_address, gpus_per_worker=self._gpus_per_worker())
+        return RayScheduler(self.pool.experts, self.engine_factory(), self.workers, max_loaded, progress,
+                            self.ray_address, gpus_per_worker=self._gpus_per_worker())
 
-    def reproducibility(self, scheduler: Scheduler) -> dict:
+    def reproducibility(self, scheduler: StageScheduler) -> dict:
         """What a run's texts depend on besides its requests and seed, for its summary: same values
         (and the same requests) give the same texts, however many workers (README, Reproducibility)."""
         return {"engine": self.backend, "batch_size": self.batch_size, "threads": self.threads or "default",

@@ -25,12 +25,15 @@ class RunArg:
     help: str
     minimum: float | None = None
     shown_default: str = ""  # the README's wording of a default that depends on the machine
+    auto: bool = False  # ``auto`` (lm-eval's ``--batch_size auto``, ``auto:4``; ``--device auto``) means the default
 
     @property
     def flag(self) -> str:
         return "--" + self.name.replace("_", "-")
 
     def parse(self, value: Any) -> Any:
+        if self.auto and str(value).startswith("auto"):
+            return self.default
         if self.kind is str:
             return None if value in (None, "") else str(value)
         if value in UNSET and self.default is None:
@@ -47,8 +50,8 @@ RUN_ARGS: tuple[RunArg, ...] = (
     RunArg("temperature", float, None, "overrides the task's sampling temperature", minimum=0, shown_default="task's"),
     RunArg("max_gen_toks", int, None, "caps every answer's new tokens", minimum=1, shown_default="task's, capped by the pool"),
     RunArg("batch_size", int, 8, "micro-batch: distinct prompts generated together (`auto`: 8)", minimum=1,
-           shown_default="lm_eval's `--batch_size`, else 8"),
-    RunArg("device", str, None, "`cpu`, `cuda`, `cuda:1`", shown_default="a GPU if there is one"),
+           shown_default="lm_eval's `--batch_size`, else 8", auto=True),
+    RunArg("device", str, None, "`cpu`, `cuda`, `cuda:1`", shown_default="a GPU if there is one", auto=True),
     RunArg("max_loaded", int, None, "models kept resident at once (per worker)", minimum=1,
            shown_default="2 (hf) / 1 (vllm)"),
     RunArg("workers", int, 1, "Ray actors running each stage's model groups; 1: in process, no Ray", minimum=1),

@@ -117,13 +117,66 @@ class GroupProgress:
         return False
 
 
-class Scheduler:
-    def __init__(self, engine_factory: Callable[[str], Engine] | None, max_loaded: int = 1, progress: bool = True):
-        self.engine_factory = engine_factory
+class StageScheduler:
+    """What every scheduler is: ``run`` one stage of calls at a time and ``summary`` the stages and
+    models so far; use it with ``with`` (every model still loaded is unloaded at the end, error
+    or not). :class:`Scheduler` runs in this process, ``runtime.workers.RayScheduler`` on Ray
+    actors; both build engines with the run's one engine factory."""
+
+    def __init__(self, max_loaded: int = 1, progress: bool = True):
         self.max_loaded = max(1, int(max_loaded))
         self.progress = progress
-        self.engines: dict[str, Engine] = {}
         self.stages: list[StageReport] = []
+
+    def run(self, stage: str, calls: Sequence[Call], later=()) -> dict[Hashable, Completion]:
+        """Run every call of one stage; ``later`` names the models the following stages need: a
+        list of names (the next stage) or a list of stages."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def model_stats(self) -> dict[str, EngineStats]:
+        """Each model's work so far (cache hits included)."""
+        raise NotImplementedError
+
+    def model_setups(self) -> dict[str, dict]:
+        """What each model loaded in this run ran with (``Engine.describe_setup``)."""
+        raise NotImplementedError
+
+    def placement(self) -> dict:
+        """Where the work ran, for the summary, beyond models and stages (Ray: each worker's share)."""
+        return {}
+
+    def __enter__(self) -> "StageScheduler":
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self.close()
+        return False
+
+    def summary(self) -> dict:
+        models = {name: stats.as_dict() for name, stats in sorted(self.model_stats().items())}
+        return {
+            "models": models,
+            "total_loads": sum(m["loads"] for m in models.values()),
+            "distinct_models_loaded": sum(1 for m in models.values() if m["loads"]),
+            "stages": [
+                {"name": s.name, "seconds": round(s.seconds, 2), "calls": s.calls, "prompt_tokens": s.prompt_tokens,
+                 "generated_tokens": s.generated_tokens, "order": s.order}
+                for s in self.stages
+            ],
+            **self.placement(),
+        }
+
+
+class Scheduler(StageScheduler):
+    """In process: one engine per model from ``engine_factory``, at most ``max_loaded`` loaded."""
+
+    def __init__(self, engine_factory: Callable[[str], Engine], max_loaded: int = 1, progress: bool = True):
+        super().__init__(max_loaded, progress)
+        self.engine_factory = engine_factory
+        self.engines: dict[str, Engine] = {}
         self._loaded_order: list[str] = []  # models currently loaded, oldest first
 
     def engine(self, model: str) -> Engine:
@@ -147,8 +200,6 @@ class Scheduler:
             self._loaded_order.remove(victim)
 
     def run(self, stage: str, calls: Sequence[Call], later=()) -> dict[Hashable, Completion]:
-        """Run every call of one stage; ``later`` names the models the following stages need: a
-        list of names (the next stage) or a list of stages."""
         started = time.perf_counter()
         groups: dict[str, list[Call]] = {}
         for call in calls:
@@ -175,13 +226,6 @@ class Scheduler:
         log.info("stage %s: %d calls over %s in %.1fs", stage, len(calls), order, report.seconds)
         return results
 
-    def __enter__(self) -> "Scheduler":
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.close()
-        return False
-
     def close(self) -> None:
         for engine in self.engines.values():
             if engine.loaded:
@@ -189,22 +233,7 @@ class Scheduler:
         self._loaded_order = []
 
     def model_stats(self) -> dict[str, EngineStats]:
-        """Each model's work so far (a distributed scheduler gathers it from its workers)."""
         return {name: e.stats for name, e in self.engines.items()}
 
     def model_setups(self) -> dict[str, dict]:
-        """What each model loaded in this run ran with (``Engine.describe_setup``)."""
         return {name: e.loaded_setup() for name, e in self.engines.items() if e.loaded_setup()}
-
-    def summary(self) -> dict:
-        models = {name: stats.as_dict() for name, stats in sorted(self.model_stats().items())}
-        return {
-            "models": models,
-            "total_loads": sum(m["loads"] for m in models.values()),
-            "distinct_models_loaded": sum(1 for m in models.values() if m["loads"]),
-            "stages": [
-                {"name": s.name, "seconds": round(s.seconds, 2), "calls": s.calls, "prompt_tokens": s.prompt_tokens,
-                 "generated_tokens": s.generated_tokens, "order": s.order}
-                for s in self.stages
-            ],
-        }

@@ -1,12 +1,14 @@
 """Many workers through Ray: each stage's model groups spread over N engine actors.
 
 ``workers=N`` (or ``ray_address=...``) makes :class:`RunContext` hand out a :class:`RayScheduler`
-instead of the in-process :class:`Scheduler`. The driver still plans each stage; the
-:class:`~symoe_eval.runtime.placement.Dispatcher` decides which actor runs which chunk; each actor holds
-engines built from the same engine classes, with no cache of its own. The driver alone reads and
-writes the generation cache (actors never interleave lines), one chunk at a time, so a killed
-driver loses only the chunks in flight. A chunk whose actor dies is run again elsewhere (logged)
-on a fresh actor that takes the dead one's place.
+instead of the in-process :class:`Scheduler`; both are ``StageScheduler`` s with one summary. The
+driver plans each stage; the :class:`~symoe_eval.runtime.placement.Dispatcher` decides which
+actor runs which chunk; each actor builds its engines with the run's one ``EngineFactory``, the
+generation cache in front of them as in process, so cached calls load nothing and each finished
+micro-batch is written once by the actor that made it (a killed driver or actor loses only what
+was in flight). The driver holds the cache's generation locks of a stage's models with misses,
+so its actors never wait for each other and another run on the cache waits for all of them. A
+chunk whose actor dies is run again elsewhere (logged) on a fresh actor that takes its place.
 """
 
 from __future__ import annotations
@@ -21,13 +23,12 @@ from typing import Hashable, Sequence
 
 from tqdm import tqdm
 
-from symoe_eval.engines import Completion, Engine, GenerationCache, GenerationRequest
+from symoe_eval.engines import Completion, Engine, EngineFactory, GenerationRequest
 from symoe_eval.engines.base import EngineStats
-from symoe_eval.engines.cache import request_key
 from symoe_eval.errors import SymoeError
-from symoe_eval.runtime.placement import Chunk, Dispatcher, make_chunks
 from symoe_eval.pools.schema import ExpertSpec
-from symoe_eval.runtime.scheduling import Call, Scheduler, StageReport
+from symoe_eval.runtime.placement import Chunk, Dispatcher, make_chunks
+from symoe_eval.runtime.scheduling import Call, StageReport, StageScheduler
 
 log = logging.getLogger(__name__)
 
@@ -38,17 +39,18 @@ DEPTH = 2  # chunks queued per actor, so it never waits for the driver between t
 class EngineWorker:
     """A Ray actor: keeps up to ``max_loaded`` engines, least recently used unloaded first."""
 
-    def __init__(self, engine_cls: type[Engine], engine_kwargs: dict, max_loaded: int):
-        self.engine_cls, self.engine_kwargs, self.max_loaded = engine_cls, engine_kwargs, max_loaded
+    def __init__(self, factory: EngineFactory, max_loaded: int):
+        self.factory, self.max_loaded = factory, max_loaded
         self.engines: OrderedDict[str, Engine] = OrderedDict()
 
     def pid(self) -> int:
         return os.getpid()
 
     def generate(self, expert: ExpertSpec, requests: list[GenerationRequest]) -> tuple[list[Completion], EngineStats, dict]:
-        engine = self.engines.pop(expert.name, None) or self.engine_cls(expert, **self.engine_kwargs)
+        engine = self.engines.pop(expert.name, None) or self.factory.build(expert)
         self.engines[expert.name] = engine
-        while sum(e.loaded for e in self.engines.values()) >= self.max_loaded and not engine.loaded:
+        must_load = not engine.loaded and engine.pending(requests) > 0
+        while must_load and sum(e.loaded for e in self.engines.values()) >= self.max_loaded:
             victim = next(e for e in self.engines.values() if e.loaded)
             victim.unload()
         before = replace(engine.stats)
@@ -74,58 +76,48 @@ class WorkerState:
     last_done: float = 0.0  # when its last chunk came back: queued chunks wait, not work
 
 
-class RayScheduler(Scheduler):
-    """The :class:`Scheduler` interface (``run``, ``summary``, ``with``) over N Ray actors."""
+class RayScheduler(StageScheduler):
+    """Stages over N Ray actors (see the module docstring)."""
 
-    def __init__(self, experts: dict[str, ExpertSpec], engine_cls: type[Engine], engine_kwargs: dict,
-                 cache_dir=None, workers: int = 2, max_loaded: int = 1, progress: bool = True,
-                 ray_address: str | None = None, cpus_per_worker: float | None = None, gpus_per_worker: float = 0):
-        super().__init__(None, max_loaded, progress)  # engines live in the actors, not here
-        self.experts, self.cache = experts, GenerationCache(cache_dir) if cache_dir else None
-        self.batch_size = int(engine_kwargs.get("batch_size", 8))  # the engines' micro-batch: chunks hold whole ones
-        self.load_cost = engine_cls.load_cost_tokens
+    def __init__(self, experts: dict[str, ExpertSpec], factory: EngineFactory, workers: int = 2, max_loaded: int = 1,
+                 progress: bool = True, ray_address: str | None = None, cpus_per_worker: float | None = None,
+                 gpus_per_worker: float = 0):
+        super().__init__(max_loaded, progress)
+        self.experts, self.factory = experts, factory
+        self.batch_size = int(factory.engine_kwargs.get("batch_size", 8))  # the engines' micro-batch: chunks hold whole ones
+        self.load_cost = factory.engine_cls.load_cost_tokens
+        self._readers: dict[str, Engine] = {}  # never loaded: what the cache holds, and its locks
         self._stats: dict[str, EngineStats] = {}
         self._setups: dict[str, dict] = {}
-        self._spawn = start_actors(engine_cls, engine_kwargs, max_loaded, ray_address, workers, cpus_per_worker, gpus_per_worker)
+        self._spawn = start_actors(replace(factory, driver_locks=True), max_loaded, ray_address, workers,
+                                   cpus_per_worker, gpus_per_worker)
         self.workers = [WorkerState(f"worker-{i}", self._spawn()) for i in range(workers)]
 
     # ---------------------------------------------------------------- one stage
 
     def run(self, stage: str, calls: Sequence[Call], later=()) -> dict[Hashable, Completion]:
         started = time.perf_counter()
-        with contextlib.ExitStack() as held:  # another run on the cache generating a model: wait, then read its work
-            for model in self._models_to_generate(calls):  # in name order, so two drivers never deadlock
-                held.enter_context(self.cache.generating(model))
-            results, chunks = self._serve_from_cache(calls)
-            dispatcher = Dispatcher(chunks, self.load_cost)
-            with tqdm(total=len(calls), initial=len(results), desc=stage, disable=not self.progress, leave=False) as bar:
-                self._drive(dispatcher, calls, results, bar)
-        self.stages.append(StageReport(stage, time.perf_counter() - started, len(calls), sorted({c.expert for c in calls})))
+        groups: dict[str, list[int]] = {}
+        for i, call in enumerate(calls):
+            groups.setdefault(call.expert, []).append(i)
+        results: dict[Hashable, Completion] = {}
+        with contextlib.ExitStack() as held:  # another run generating one of these models: wait, then read its work
+            for model in sorted(groups):  # in name order, so two drivers never deadlock
+                if model not in self._readers:
+                    self._readers[model] = self.factory.build(self.experts[model])
+                reader = self._readers[model]
+                if reader.pending([calls[i].request for i in groups[model]]):
+                    held.enter_context(reader.generating())
+            requests = [c.request for c in calls]
+            chunks = [c for model, idx in groups.items() for c in make_chunks(model, idx, requests, self.batch_size,
+                                                                              len(self.workers))]
+            with tqdm(total=len(calls), desc=stage, disable=not self.progress, leave=False) as bar:
+                self._drive(Dispatcher(chunks, self.load_cost), calls, results, bar)
+        self.stages.append(StageReport(stage, time.perf_counter() - started, len(calls), sorted(groups)))
         self.stages[-1].count(results)
         for worker in self.workers:
             self.stages[-1].order.append(f"{worker.name}: {', '.join(worker.holds) or '-'}")
         return results
-
-    def _models_to_generate(self, calls: Sequence[Call]) -> list[str]:
-        if not self.cache:
-            return []
-        return sorted({c.expert for c in calls
-                       if request_key(self.experts[c.expert], c.request) not in self.cache.entries(c.expert)})
-
-    def _serve_from_cache(self, calls: Sequence[Call]) -> tuple[dict, list[Chunk]]:
-        results, pending = {}, {}
-        for i, call in enumerate(calls):
-            stats = self._stats.setdefault(call.expert, EngineStats())
-            hit = self.cache.get(call.expert, request_key(self.experts[call.expert], call.request)) if self.cache else None
-            if hit is None:
-                pending.setdefault(call.expert, []).append(i)
-            else:
-                stats.count_hit(hit)
-                results[call.key] = hit
-        requests = [c.request for c in calls]
-        chunks = [c for model, idx in pending.items()
-                  for c in make_chunks(model, idx, requests, self.batch_size, len(self.workers))]
-        return results, chunks
 
     def _drive(self, dispatcher: Dispatcher, calls: Sequence[Call], results: dict, bar) -> None:
         import ray
@@ -154,7 +146,8 @@ class RayScheduler(Scheduler):
                 self._replace(worker, [chunk] + [in_flight.pop(f)[1] for f in queued], dispatcher, err)
                 continue
             now = time.perf_counter()
-            self._setups[chunk.model] = setup
+            if setup:  # a chunk of cache hits loads nothing and says nothing
+                self._setups[chunk.model] = setup
             self._record(worker, chunk, calls, completions, stats, now - max(began, worker.last_done), results)
             worker.last_done = now
             dispatcher.finished(worker.name, chunk)
@@ -169,12 +162,9 @@ class RayScheduler(Scheduler):
         worker.generated_tokens += stats.generated_tokens
         if chunk.model not in worker.holds:
             worker.holds = ([m for m in worker.holds if m != chunk.model] + [chunk.model])[-self.max_loaded:]
-        self._stats[chunk.model].add(stats)
+        self._stats.setdefault(chunk.model, EngineStats()).add(stats)
         for i, completion in zip(chunk.indices, completions):
             results[calls[i].key] = completion
-        if self.cache:  # a chunk is whole micro-batches: one write
-            self.cache.put(chunk.model, [(request_key(self.experts[chunk.model], calls[i].request), completion)
-                                         for i, completion in zip(chunk.indices, completions)])
 
     def _replace(self, worker: WorkerState, lost: list[Chunk], dispatcher: Dispatcher, err: Exception) -> None:
         """A dead actor's chunks (running and queued) go back to the queue; a fresh actor takes its place."""
@@ -206,17 +196,16 @@ class RayScheduler(Scheduler):
     def model_setups(self) -> dict[str, dict]:
         return self._setups
 
-    def summary(self) -> dict:
+    def placement(self) -> dict:
         wall = sum(s.seconds for s in self.stages)
         return {
-            **super().summary(),
             "workers": [{"name": w.name, "loads": dict(sorted(w.loads.items())), "calls": w.calls, "generated_tokens": w.generated_tokens,
                          "busy_seconds": round(w.busy_seconds, 2), "idle_seconds": round(max(0.0, wall - w.busy_seconds), 2),
                          "restarts": w.restarts} for w in self.workers],
         }
 
 
-def start_actors(engine_cls, engine_kwargs: dict, max_loaded: int, ray_address: str | None, workers: int,
+def start_actors(factory: EngineFactory, max_loaded: int, ray_address: str | None, workers: int,
                  cpus_per_worker: float | None, gpus_per_worker: float):
     """Join (or start) Ray and return a function that starts one engine actor. On CPU each actor
     gets a share of the cores, and torch uses that many threads (OMP_NUM_THREADS), or ``threads``."""
@@ -231,8 +220,8 @@ def start_actors(engine_cls, engine_kwargs: dict, max_loaded: int, ray_address: 
             ray.init(num_cpus=max(workers, os.cpu_count() or 1), num_gpus=None, include_dashboard=False,
                      log_to_driver=False)
     cpus = cpus_per_worker if cpus_per_worker is not None else max(1.0, ray.cluster_resources().get("CPU", 1) // workers)
-    threads = engine_kwargs.get("threads") or max(1, int(cpus))
+    threads = factory.engine_kwargs.get("threads") or max(1, int(cpus))
     env = {"OMP_NUM_THREADS": str(threads)} if cpus >= 1 and not gpus_per_worker else {}
     remote = ray.remote(EngineWorker).options(num_cpus=cpus, num_gpus=gpus_per_worker, max_restarts=0,
                                               runtime_env={"env_vars": env})
-    return lambda: remote.remote(engine_cls, engine_kwargs, max_loaded)
+    return lambda: remote.remote(factory, max_loaded)

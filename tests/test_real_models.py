@@ -161,7 +161,7 @@ def test_stock_flags_on_a_real_model(tmp_path):
         assert samples.parent.name == "symoe_expert-tiny-cpu-smollm2-135m"
         return [json.loads(line) for line in samples.open()]
 
-    from symoe_eval.harness.lm_eval_internals import split_context
+    from symoe_eval.harness.lm import split_context
 
     chat = run("chat", "--apply_chat_template", "--system_instruction", "Answer in French.")
     (context,) = [v["arg_0"] for v in chat[0]["arguments"].values()]

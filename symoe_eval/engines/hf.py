@@ -110,10 +110,6 @@ class HFEngine(Engine):
     def available(cls) -> bool:
         return True
 
-    @property
-    def loaded(self) -> bool:
-        return self.model is not None
-
     # ------------------------------------------------------------------ loading
 
     def _common_kwargs(self) -> dict:

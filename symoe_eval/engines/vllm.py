@@ -109,10 +109,6 @@ class VLLMEngine(Engine):
         groups (6.3x the tokens/s on 40 requests, benchmarks/vllm_cpu.py)."""
         return cls.auto_priority if cuda_available() else -1
 
-    @property
-    def loaded(self) -> bool:
-        return self.llm is not None
-
     # ---------------------------------------------------------------- loading
 
     def _model_context_limit(self) -> int | None:

@@ -7,8 +7,7 @@ from lm_eval.api.instance import Instance
 
 from fakes import FakeEngine, draw, use_fake_engines
 from symoe_eval.harness.lm import lm_class
-from symoe_eval.methods.discussion import Discussion, stated_confidence
-from symoe_eval.methods.moa import MixtureOfAgents
+from symoe_eval.methods.discussion import stated_confidence
 from symoe_eval.methods.answers import extract_answer, vote
 from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, save_profile
 

@@ -32,7 +32,6 @@ log = logging.getLogger(__name__)
 
 CHAT_PREFIX = "\x00symoe-chat:"  # marks a context that is a JSON chat history, not text
 Message = tuple[str, str]
-ADAPTER_ARGS = ("log_dir", "question_field", "max_batch_size")  # model_args the adapter takes itself
 
 
 def run_arguments(args: dict) -> dict:

@@ -27,7 +27,6 @@ from symoe_eval.methods.profiles import (
     AggregationItem,
     ExpertProfile,
     TaskProfile,
-    base_task,
     build_aggregation_set,
     build_expert_profiles,
     choose_aggregator,

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from symoe_eval.engines import Engine, EngineFactory, GenerationCache, GenerationRequest, SamplingParams, engine_class, pick_backend
-from symoe_eval.errors import SymoeError
 from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.paths import cache_root
 from symoe_eval.pools.schema import Pool, load_pool

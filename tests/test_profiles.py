@@ -79,3 +79,16 @@ def test_corrupt_profile_is_one_line(tmp_path):
     (tmp_path / "tiny-cpu" / "symoe_gpqa" / "profile.json").write_text("{not json")
     with pytest.raises(SymoeError, match="not a valid profile"):
         load_profile(tmp_path, "tiny-cpu", "symoe_gpqa")
+
+
+def test_keyword_counts_are_the_answers_behind_each_score():
+    from symoe_eval.methods.profiles import TaskProfile, build_expert_profiles, count_keywords
+
+    keywords = [["a", "b"], ["a"], []]
+    correct = {"x": [[True, False], [True, True], [False, False]]}
+    counts = count_keywords(keywords, samples=2)
+    assert counts == {"a": 4, "b": 2}
+    experts = build_expert_profiles(keywords, correct)
+    assert all(abs(experts["x"].scores[k]) <= n and (n - experts["x"].scores[k]) % 2 == 0 for k, n in counts.items())
+    profile = TaskProfile("t", "p", experts, aggregator="x", keywords=["a", "b"], keyword_counts=counts)
+    assert TaskProfile.from_json(profile.to_json()).keyword_counts == counts

@@ -40,7 +40,17 @@ class TaskProfile:
     aggregator_scores: dict[str, float] = field(default_factory=dict)
     aggregator_choice: str = "synthetic aggregation set"
     keywords: list[str] = field(default_factory=list)  # the profile vocabulary
+    # graded answers behind each keyword's score (the same for every expert: all answer every
+    # question); profiles written before it have none, see ``answers_behind``
+    keyword_counts: dict[str, int] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+
+    def answers_behind(self, keyword: str) -> int:
+        """How many graded answers a keyword's scores sum: its count, or for an older profile the
+        largest |score| any expert has on it (a lower bound)."""
+        if keyword in self.keyword_counts:
+            return self.keyword_counts[keyword]
+        return max((abs(e.scores.get(keyword, 0)) for e in self.experts.values()), default=0)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -55,7 +65,7 @@ class TaskProfile:
             for name, e in data["experts"].items()
         }
         fields_ = {k: data[k] for k in ("task", "pool", "aggregator") }
-        optional = ("aggregator_scores", "aggregator_choice", "keywords", "provenance")
+        optional = ("aggregator_scores", "aggregator_choice", "keywords", "keyword_counts", "provenance")
         return cls(experts=experts, **fields_, **{k: data[k] for k in optional if k in data})
 
 
@@ -75,6 +85,15 @@ def build_expert_profiles(
                     scores[keyword] = scores.get(keyword, 0) + (1 if ok else -1)
         profiles[expert] = ExpertProfile(expert, scores, hits / total if total else 0.0)
     return profiles
+
+
+def count_keywords(keywords: Sequence[Sequence[str]], samples: int) -> dict[str, int]:
+    """Graded answers per keyword, when every expert answers each question ``samples`` times."""
+    counts: dict[str, int] = {}
+    for question_keywords in keywords:
+        for keyword in question_keywords:
+            counts[keyword] = counts.get(keyword, 0) + samples
+    return dict(sorted(counts.items()))
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from symoe_eval.methods.profiles import (
     build_aggregation_set,
     build_expert_profiles,
     choose_aggregator,
+    count_keywords,
     render_report,
     save_profile,
 )
@@ -127,6 +128,7 @@ def build_profile(context: RunContext, val: ValidationSet, limit: int | None = N
     profile = TaskProfile(
         task=val.task, pool=context.pool.name, experts=profiles, aggregator=choose_aggregator(scores, profiles),
         aggregator_scores=scores, aggregator_choice=choice, keywords=sorted({k for kws in question_keywords for k in kws}),
+        keyword_counts=count_keywords(question_keywords, samples),
         provenance=provenance(context, keyword_model, val, limit, samples, max_gen_toks, len(items), scheduler),
     )
     folder = save_profile(profile, Path(profiles_root or paths.profiles_root()), render_report(profile))

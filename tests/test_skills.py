@@ -49,3 +49,16 @@ def test_replies_that_copy_the_example_list_are_ignored():
     assert consolidate([parrot, parrot, parrot, honest, honest]) == ["virology", "immunology"]
     assert consolidate([parrot] * 5) == []
     assert consolidate(["Keywords: finance, business, accounting"] * 2) == ["finance", "business", "accounting"]
+
+
+def test_a_genuine_reply_naming_four_examples_is_kept_but_copies_of_the_list_are_not():
+    from symoe_eval.methods.skills import EXAMPLE_KEYWORDS, parroted
+
+    genuine = "Keywords: property law, finance, business, political science"
+    assert not parroted(parse_keywords(genuine))  # four examples, not in the list's order
+    assert consolidate([genuine, genuine]) == ["property law", "finance", "business", "political science"]
+    assert parroted(parse_keywords("Keywords: psychology, virology, behavioral theory, microbiology"))  # in order
+    assert parroted(parse_keywords("Keywords: diplomacy, algebra, political science, property law, finance"))
+    shuffled = list(EXAMPLE_KEYWORDS[::-1])[:6]  # six of nine in any order: a near-complete copy
+    assert parroted(shuffled) and not parroted(shuffled[:3])
+    assert not parroted([])

@@ -20,8 +20,11 @@ MAX_KEYWORD_LENGTH = 20
 
 EXAMPLE_KEYWORDS = ("psychology", "virology", "behavioral theory", "microbiology", "diplomacy",
                     "political science", "property law", "finance", "business")
-# A reply naming this many of the instruction's examples copied the list instead of answering.
-PARROT_THRESHOLD = 4
+# A reply copied the instruction's example list when it names this many of them one after another
+# in the list's own order, or this share of the whole list in any order; a reply that names a
+# few of them in its own order ("property law, finance, business, political science") is kept.
+PARROT_RUN = 4
+PARROT_SHARE = 2 / 3
 KEYWORD_INSTRUCTION = (
     "What are the core knowledge, subjects or skills needed to solve this problem? "
     "List 2-5 keywords separated in comma. "
@@ -60,7 +63,14 @@ def parse_keywords(text: str) -> list[str]:
 
 def parroted(keywords: Sequence[str]) -> bool:
     """Whether a reply copied the instruction's example list (small keyword models often do)."""
-    return len(set(keywords) & set(EXAMPLE_KEYWORDS)) >= PARROT_THRESHOLD
+    named = [EXAMPLE_KEYWORDS.index(k) for k in keywords if k in EXAMPLE_KEYWORDS]
+    if len(set(named)) >= PARROT_SHARE * len(EXAMPLE_KEYWORDS):
+        return True
+    run = longest = 1 if named else 0
+    for before, after in zip(named, named[1:]):
+        run = run + 1 if after == before + 1 else 1
+        longest = max(longest, run)
+    return longest >= PARROT_RUN
 
 
 def consolidate(replies: Iterable[str]) -> list[str]:

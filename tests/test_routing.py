@@ -117,3 +117,51 @@ def test_keywords_map_to_their_nearest_profile_keyword():
     assert map_keywords(["cell biology", "linear equations", "algebra"], vocab, fake_embed) == ["biology", "algebra"]
     assert map_keywords([], vocab, fake_embed) == []
     assert map_keywords(["x"], [], fake_embed) == []
+
+
+def calibrated(profile_, keywords, k, seed=0, doc=0):
+    router = ROUTERS["calibrated"](k, embed=fake_embed)
+    return router.route(profile_, QuestionRef("t", doc), keywords, question_rng(seed, "t", doc))
+
+
+COUNTED = TaskProfile("t", "p", {
+    # 'bio' is right on 9 of 10 biology answers; 'many' is mediocre on everything, seen often
+    "bio": ExpertProfile("bio", {"biology": 8, "algebra": -2}, accuracy=0.5),
+    "math": ExpertProfile("math", {"biology": -6, "algebra": 8}, accuracy=0.6),
+    "weak": ExpertProfile("weak", {"biology": -8, "algebra": -8}, accuracy=0.1),
+    "many": ExpertProfile("many", {"biology": 2, "algebra": 2}, accuracy=0.55),
+}, aggregator="bio", keywords=["algebra", "biology"], keyword_counts={"biology": 10, "algebra": 10})
+
+
+def test_calibrated_router_picks_k_distinct_experts_by_shrunk_accuracy():
+    r = calibrated(COUNTED, ["cell biology"], 3)
+    assert r.experts == ["bio", "many", "math"] and r.mapped == ["biology"] and r.fallback is None
+    # (9 hits + 4 x 0.5) / (10 + 4) for 'bio' on biology
+    assert r.weights["bio"] == pytest.approx(11 / 14)
+    assert calibrated(COUNTED, ["linear equations"], 2).experts == ["math", "many"]
+
+
+def test_calibrated_router_is_reproducible_and_respects_k():
+    def teams(seed, k):
+        return [calibrated(COUNTED, ["biology", "algebra"], k, seed, d).experts for d in range(10)]
+
+    for k in (1, 2, 4):
+        assert teams(0, k) == teams(0, k) == teams(1, k)  # it draws nothing: same team whatever the seed
+        assert all(len(team) == k and len(set(team)) == k for team in teams(0, k))
+
+
+def test_calibrated_router_without_keywords_and_small_pools():
+    r = calibrated(COUNTED, [], 3)
+    assert r.fallback == "no usable keyword" and r.experts == ["math", "many", "bio"]  # overall accuracy
+    two = TaskProfile("t", "p", {n: COUNTED.experts[n] for n in ("bio", "math")}, aggregator="bio",
+                      keywords=COUNTED.keywords, keyword_counts=COUNTED.keyword_counts)
+    assert calibrated(two, ["biology"], 3).experts == ["bio", "math", "bio"]  # cycled, best first
+    empty = TaskProfile("t", "p", dict(two.experts), aggregator="bio")
+    assert calibrated(empty, ["biology"], 2).fallback == "no usable keyword"
+
+
+def test_profiles_without_keyword_counts_use_the_largest_score_as_a_lower_bound():
+    old = TaskProfile("t", "p", dict(COUNTED.experts), aggregator="bio", keywords=COUNTED.keywords)
+    assert old.answers_behind("biology") == 8 and COUNTED.answers_behind("biology") == 10
+    assert old.answers_behind("unseen") == 0
+    assert calibrated(old, ["biology"], 1).experts == ["bio"]

@@ -107,6 +107,16 @@ def test_router_recruits_subject_experts_and_beats_random(setup):
     assert accuracy(routed, test) >= 0.95 > 0.6 > random_acc
 
 
+def test_calibrated_routing_through_the_model_recruits_distinct_experts(setup):
+    test = make_questions(12, 4000, seed=5)
+    model(setup, routing="calibrated").generate_until(instances("symoe_gpqa", test))
+    rows = [json.loads(line) for line in next(setup[2].glob("routing_symoe_*.jsonl")).open()]
+    for row, (_, _, subject) in zip(rows, test):
+        owner = next(e for e, s in EXPERTS.items() if s == subject)
+        assert row["experts"][:2] == [owner, "generalist"] and len(set(row["experts"])) == 3, row
+        assert row["mapped_keywords"] == [subject] and row["fallback"] is None
+
+
 def test_run_summary_log_and_one_load_per_model(setup):
     gpqa, med = make_questions(9, 2000, seed=3), make_questions(6, 3000, seed=4)
     out = model(setup, k=3).generate_until(instances("symoe_gpqa", gpqa) + instances("symoe_medmcqa", med))

@@ -124,8 +124,7 @@ def recruitment_weights(sums: dict[str, int], strengths: dict[str, float]) -> di
 
 
 def strongest(profile: TaskProfile, k: int) -> list[str]:
-    ranked = sorted(profile.experts, key=lambda e: (-profile.experts[e].strength, e))
-    return [ranked[i % len(ranked)] for i in range(k)]
+    return best_distinct({name: expert.strength for name, expert in profile.experts.items()}, k)
 
 
 class Router(ABC):

@@ -246,3 +246,14 @@ def test_compare_warns_when_the_runs_differ_in_what_their_texts_depend_on(tmp_pa
     assert report["setup_differences"] == [f"chat_formatting: {CHAT_FORMATTING} vs none (the prompt as plain text)"]
     assert "setup differs: chat_formatting" in render(report, "table")
     assert compare_runs(a, ours("c", 2))["setup_differences"] == []
+
+
+def test_a_sample_holding_unicode_line_separators_is_one_row(tmp_path):
+    """GPQA questions hold U+2028, which lm-eval writes raw; only "\\n" ends a jsonlines row."""
+    results = write_run(tmp_path, "r", {}, {"symoe_gpqa": [1.0, 0.0, 1.0]})
+    (samples,) = results.parent.glob("samples_*.jsonl")
+    rows = [json.loads(line) for line in samples.read_text().split("\n") if line]
+    rows[1]["doc"] = {"Question": "Two lines\u2028of a question\x85 and a page\x0cbreak"}
+    samples.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    run = load_run(results)
+    assert run.tasks["symoe_gpqa"].scores == {0: 1.0, 1: 0.0, 2: 1.0}

@@ -92,8 +92,9 @@ class Run:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a jsonlines file; a torn last line (a killed run) is skipped with a warning, any
-    other unreadable line is one error naming the file and the line."""
-    lines = path.read_text().splitlines()
+    other unreadable line is one error naming the file and the line. Rows end at "\n" alone:
+    lm-eval writes U+2028 and other line separators raw inside strings (GPQA has them)."""
+    lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():

@@ -36,7 +36,7 @@ def cmd_pools(args) -> int:
     for name in available_pools():
         pool = load_pool(name)
         states = {e.name: presence(e) for e in pool.experts.values()}
-        present = sum(state in ("installed", "downloaded") for state in states.values())
+        present = sum(state in ("installed", "downloaded", "served") for state in states.values())
         summary = "ready" if present == len(states) else f"{present}/{len(states)} experts on this machine"
         if pool.packages and present < len(states):
             summary += f"; symoe install-pool {name}"

@@ -25,7 +25,9 @@ from symoe_eval.pools.schema import ExpertSpec
 ENGINES: dict[str, str | type[Engine]] = {
     "hf": "symoe_eval.engines.hf:HFEngine",
     "vllm": "symoe_eval.engines.vllm:VLLMEngine",
+    "openai": "symoe_eval.engines.served:ServedEngine",
 }
+SERVED = "openai"  # the engine of every pool entry with ``served:``, whatever the run's engine
 
 __all__ = [
     "ENGINES",
@@ -81,7 +83,10 @@ class EngineFactory:
     driver_locks: bool = False  # in a Ray actor: its driver holds the cache's generation locks
 
     def build(self, expert: ExpertSpec) -> Engine:
-        engine = self.engine_cls(expert, **self.engine_kwargs)
+        """A served expert (``served:`` in its pool entry) is reached over HTTP, whatever the run's
+        engine: one pool may mix served and loaded experts."""
+        cls = engine_class(SERVED) if expert.served else self.engine_cls
+        engine = cls(expert, **self.engine_kwargs)
         if self.cache_dir:
             engine = CachedEngine(engine, GenerationCache(self.cache_dir, locked_by_driver=self.driver_locks))
         return engine

@@ -70,7 +70,7 @@ class GenerationRequest:
 class Completion:
     text: str
     num_tokens: int
-    finish_reason: str = "stop"  # "stop" or "length"
+    finish_reason: str = "stop"  # "stop", "length", or what a server said
     cached: bool = False
     prompt_tokens: int = 0  # what the engine read (after any cut); 0 for a cache hit
 
@@ -118,6 +118,7 @@ class Engine(ABC):
     default_pool = "tiny-cpu"  # the pool a run uses when it names none
     auto_priority = -1  # engine=auto picks the available backend with the highest; < 0: never
     load_cost_tokens = 2000  # a load, in tokens this backend decodes meanwhile (worker placement)
+    holds_memory = True  # False: a loaded engine takes no room here (a served model)
 
     def __init__(self, expert: ExpertSpec, *, batch_size: int = 8, device: str | None = None, seed: int = 0,
                  threads: int | None = None):
@@ -178,8 +179,9 @@ class Engine(ABC):
         self._load()
         self._loaded = True
         self._setup = self.describe_setup()
-        self.stats.loads += 1
-        self.stats.load_seconds += time.perf_counter() - start
+        if self.holds_memory:  # a served model's "load" checks the server; it loads nothing
+            self.stats.loads += 1
+            self.stats.load_seconds += time.perf_counter() - start
         log.info("loaded %s (%s) in %.1fs", self.expert.name, self.name, time.perf_counter() - start)
 
     def unload(self) -> None:

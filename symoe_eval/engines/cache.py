@@ -1,7 +1,7 @@
 """A jsonlines generation cache in front of any engine, so a killed run resumes for free.
 
-Keys cover everything that determines a generation: the expert and its weights, the chat
-messages, the sampling parameters and the sample index. Each finished micro-batch is appended
+Keys cover everything that determines a generation: the expert and its weights (and, served,
+its endpoint and served model name), the chat messages, the sampling parameters and the sample index. Each finished micro-batch is appended
 at once; the model is not even loaded when every request is already cached.
 """
 
@@ -32,11 +32,13 @@ def request_key(expert: ExpertSpec, request: GenerationRequest) -> str:
     payload = {
         "expert": expert.name,
         "model": expert.model,
-        "weights": asdict(expert.source),
+        "weights": asdict(expert.source) if expert.source else None,
         "messages": request.messages,
         "params": asdict(request.params),
         "sample": request.sample_index,
     }
+    if expert.served:  # a server that now serves another model is not read from the old entries
+        payload["served"] = [expert.served.base_url.rstrip("/"), expert.served.model]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
@@ -209,6 +211,7 @@ class CachedEngine(Engine):
         self.cache = cache
         self.stats = inner.stats
         self.name = inner.name
+        self.holds_memory = inner.holds_memory
 
     @property
     def loaded(self) -> bool:

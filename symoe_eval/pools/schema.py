@@ -44,10 +44,25 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """An expert behind an OpenAI-compatible chat endpoint (engine ``openai``): nothing loads, the
+    server holds the model. The key stays in the environment; the file names only its variable."""
+
+    base_url: str  # up to and including /v1, e.g. http://127.0.0.1:8000/v1
+    model: str  # the name the server serves it under
+    api_key_env: str | None = None  # the environment variable that holds the key
+    concurrency: int = 4  # requests in flight at once to this served model
+    timeout: float = 600.0  # seconds one request may take
+    max_retries: int = 4  # after a 429/5xx, a dropped connection or a timeout, waiting 1, 2, 4 ... s
+    tokenizer: str | None = None  # hub id or folder for fitting prompts; else the weights', else the server's
+    max_model_len: int | None = None  # the context, when the server does not say
+
+
+@dataclass(frozen=True)
 class ExpertSpec:
     name: str
     model: str  # what the weights are, e.g. the upstream HF id, for provenance
-    source: WeightSource
+    source: WeightSource | None = None  # None: a served expert without weights here
     engine_kwargs: dict[str, Any] = field(default_factory=dict)  # dtype, max_model_len, ...
     # extra arguments per backend, e.g. {hf: {attn_implementation: sdpa}, vllm: {enforce_eager: true}}
     backend_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -56,6 +71,7 @@ class ExpertSpec:
     chat_template: str | None = None  # for models whose files carry none
     tags: tuple[str, ...] = ()
     measured: dict[str, Any] = field(default_factory=dict)  # facts measured on a machine
+    served: ServedModel | None = None  # behind an OpenAI-compatible server (engine ``openai``)
 
 
 @dataclass(frozen=True)
@@ -101,7 +117,7 @@ class Pool:
 
     @property
     def packages(self) -> list[str]:
-        specs = [e.source for e in self.experts.values()]
+        specs = [e.source for e in self.experts.values() if e.source]
         if self.embedding_model:
             specs.append(self.embedding_model.source)
         return list(dict.fromkeys(p for s in specs for p in s.packages))
@@ -152,17 +168,34 @@ def _backend_kwargs(raw, where) -> dict[str, dict[str, Any]]:
     return raw
 
 
+def _served(raw, where) -> ServedModel:
+    if isinstance(raw, dict) and "api_key" in raw:
+        raise SymoeError(f"{where}: never write a key into a pool file; export it and name the variable in api_key_env")
+    served = _build(ServedModel, raw, where)
+    if not re.match(r"https?://[^/\s]+", str(served.base_url)):
+        raise SymoeError(f"{where}: base_url must be an http(s) URL such as http://127.0.0.1:8000/v1 (got {served.base_url!r})")
+    for name, minimum in (("concurrency", 1), ("timeout", 1e-3), ("max_retries", 0)):
+        value = getattr(served, name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
+            raise SymoeError(f"{where}: {name} must be a number >= {minimum} (got {value!r})")
+    return served
+
+
 def _expert(raw, where) -> ExpertSpec:
     if isinstance(raw, dict) and "name" in raw:
         where = f"{where.rsplit('[', 1)[0]} '{raw['name']}'"
-    return _build(
+    spec = _build(
         ExpertSpec,
         raw,
         where,
         source=_source,
+        served=_served,
         generation=lambda v, w: _build(Generation, v, w),
         backend_kwargs=_backend_kwargs,
     )
+    if spec.source is None and spec.served is None:
+        raise SymoeError(f"{where}: set source (its weights) or served (an OpenAI-compatible endpoint)")
+    return spec
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def missing_files(pool: Pool) -> list[str]:
     """One line per pool entry whose packaged files are not installed (empty: ready to run)."""
     problems = []
     specs = [*pool.experts.values(), *([pool.embedding_model] if pool.embedding_model else [])]
-    for spec in specs:
+    for spec in (s for s in specs if s.source):  # a served expert has no files here
         try:
             _check_files(spec.source, f"{pool.path}: '{spec.name}'", f"symoe install-pool {pool.name}")
         except SymoeError as err:
@@ -41,6 +41,8 @@ def presence(spec: ExpertSpec | EmbeddingSpec) -> str:
     """Whether a model's weights are on this machine: ``installed`` (packaged files, a local
     folder), ``downloaded`` (in the Hugging Face cache) or ``not downloaded``."""
     source = spec.source
+    if source is None:
+        return "served"
     if source.hf_id:
         from huggingface_hub import try_to_load_from_cache
 
@@ -94,6 +96,9 @@ def _verified(path: Path, expected: str | None, where: str) -> Path:
 def resolve_weights(spec: ExpertSpec | EmbeddingSpec) -> tuple[str, str | None]:
     """``(model id or folder, gguf file name or None)`` ready for ``from_pretrained``."""
     source, where = spec.source, f"expert '{spec.name}'"
+    if source is None:
+        raise SymoeError(f"{where} has no weights on this machine (no source: in its pool entry); it is served, "
+                         "so run it with engine=openai")
     _check_files(source, where)
     if source.hf_id:
         return source.hf_id, source.gguf_file

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from symoe_eval.engines import Engine, EngineFactory, GenerationCache, GenerationRequest, SamplingParams, engine_class, pick_backend
+from symoe_eval.engines import SERVED, Engine, EngineFactory, GenerationCache, GenerationRequest, SamplingParams, engine_class, pick_backend
 from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.paths import cache_root
 from symoe_eval.pools.schema import Pool, load_pool
@@ -51,8 +51,11 @@ class RunContext:
         """Validate raw run arguments (``runargs.RUN_ARGS``: model_args strings, CLI or Python
         values) into a context; the cache folder is checked for writing before any model loads."""
         args = parse_run_args({k: v for k, v in raw.items() if v is not None})
-        backend = pick_backend(args.pop("engine"))
+        requested = args.pop("engine")
+        backend = pick_backend(requested)
         spec = load_pool(args.pop("pool") or engine_class(backend).default_pool)
+        if requested == "auto" and all(e.served for e in spec.experts.values()):
+            backend = SERVED  # nothing to load: the run's engine is the servers'
         context = cls(pool=spec, backend=backend, cache_dir=cache_dir_for(args.pop("cache_dir"), spec), **args)
         if context.cache_dir is not None:
             GenerationCache(context.cache_dir).check_writable()

@@ -43,7 +43,7 @@ class RunArg:
 
 RUN_ARGS: tuple[RunArg, ...] = (
     RunArg("pool", str, None, "pool name or YAML path", shown_default="`tiny-cpu` (no GPU) / `paper16` (vLLM)"),
-    RunArg("engine", str, "auto", "`hf` or `vllm` (or a backend you registered)"),
+    RunArg("engine", str, "auto", "`hf`, `vllm` or a backend you registered; served experts always use `openai`"),
     RunArg("cache_dir", str, None, "generation cache folder; `none` disables the cache",
            shown_default="`~/.cache/symoe_eval/generations/<pool>`"),
     RunArg("seed", int, 0, "run seed (every request's seed is derived from it)", shown_default="lm_eval's `--seed`, else 0"),

@@ -3,13 +3,16 @@
 Stages run in order (keywords, experts, aggregation, or a baseline's rounds). Within a stage the
 groups are ordered so that a model already loaded goes first and a model the next stage needs
 goes last; with ``max_loaded`` > 1 a model needed again later stays resident, and when room is
-needed the loaded model whose next use is farthest away is unloaded (Belady's rule).
+needed the loaded model whose next use is farthest away is unloaded (Belady's rule). Served
+models hold no memory here: their groups run at the same time as the rest, each server kept
+busy up to its own concurrency, and they never count against ``max_loaded``.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Sequence
 
@@ -185,12 +188,14 @@ class Scheduler(StageScheduler):
         return self.engines[model]
 
     def _sync_loaded(self) -> None:
-        self._loaded_order = [m for m in self._loaded_order if self.engines[m].loaded]
-        self._loaded_order += [m for m, e in self.engines.items() if e.loaded and m not in self._loaded_order]
+        """The models that take room here, oldest first (served ones take none)."""
+        resident = {m for m, e in self.engines.items() if e.loaded and e.holds_memory}
+        self._loaded_order = [m for m in self._loaded_order if m in resident]
+        self._loaded_order += [m for m in self.engines if m in resident and m not in self._loaded_order]
 
     def _needs_load(self, model: str, requests: list[GenerationRequest]) -> bool:
         engine = self.engine(model)
-        return not engine.loaded and engine.pending(requests) > 0
+        return engine.holds_memory and not engine.loaded and engine.pending(requests) > 0
 
     def _make_room(self, model: str, upcoming: list[str]) -> None:
         self._sync_loaded()
@@ -209,22 +214,30 @@ class Scheduler(StageScheduler):
         upcoming_models = [m for following in following_stages(later) for m in following]
         report = StageReport(stage, calls=len(calls), order=order)
         results: dict[Hashable, Completion] = {}
-        for position, model in enumerate(order):
-            group = groups[model]
-            requests = [c.request for c in group]
-            if self._needs_load(model, requests):
-                self._make_room(model, order[position + 1 :] + upcoming_models)
-            engine = self.engine(model)
-            with GroupProgress(f"{stage}: {model}", requests, engine, enabled=self.progress) as progress:
-                for i, completion in engine.iter_generate(requests):
-                    results[group[i].key] = completion
-                    progress.done()
-            self._sync_loaded()
+        served = [m for m in order if not self.engine(m).holds_memory]
+        local = [m for m in order if m not in served]
+        with ThreadPoolExecutor(max(1, len(served)), thread_name_prefix="served") as pool:
+            running = [pool.submit(self._run_group, stage, groups[m], results) for m in served]
+            for position, model in enumerate(local):
+                if self._needs_load(model, [c.request for c in groups[model]]):
+                    self._make_room(model, local[position + 1 :] + upcoming_models)
+                self._run_group(stage, groups[model], results)
+                self._sync_loaded()
+            for group in running:
+                group.result()
         report.seconds = time.perf_counter() - started
         report.count(results)
         self.stages.append(report)
         log.info("stage %s: %d calls over %s in %.1fs", stage, len(calls), order, report.seconds)
         return results
+
+    def _run_group(self, stage: str, group: list[Call], results: dict[Hashable, Completion]) -> None:
+        """One model's calls of a stage, each result under its call's key as it finishes."""
+        engine, requests = self.engine(group[0].expert), [c.request for c in group]
+        with GroupProgress(f"{stage}: {group[0].expert}", requests, engine, enabled=self.progress) as progress:
+            for i, completion in engine.iter_generate(requests):
+                results[group[i].key] = completion
+                progress.done()
 
     def close(self) -> None:
         for engine in self.engines.values():

@@ -34,6 +34,17 @@ def tiny_cpu_weights() -> None:
 
 
 @pytest.fixture(scope="session")
+def vllm_installed(tiny_cpu_weights) -> None:
+    """The real-vLLM tier: skipped (named) without vLLM, failed instead under SYMOE_REQUIRE_VLLM (CI)."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("SYMOE_REQUIRE_VLLM"):
+            pytest.fail("real-vLLM tier: vllm is not importable in this venv")
+        pytest.skip("real-vLLM tier: vllm not installed here (bash .ci/vllm-venv makes .venv-vllm)")
+
+
+@pytest.fixture(scope="session")
 def ray_cluster():
     """A local Ray instance whose workers can import the test modules (fakes, test classes)."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install -e '.[ray]')")

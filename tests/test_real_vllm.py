@@ -2,9 +2,7 @@
 tiny-cpu models. ``bash .ci/vllm-venv`` makes its venv; without vLLM the tier skips by name
 (``SYMOE_REQUIRE_VLLM=1``, as in CI, fails instead). Each check runs in a fresh process."""
 
-import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,16 +15,8 @@ from conftest import run_cli
 from fakes import fewest_loads
 from symoe_eval.pools.schema import pool_path
 
-pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.usefixtures("vllm_installed")]
 CHECKS = Path(__file__).with_name("real_vllm_checks.py")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def real_vllm(tiny_cpu_weights):
-    if importlib.util.find_spec("vllm") is None:
-        if os.environ.get("SYMOE_REQUIRE_VLLM"):
-            pytest.fail("real-vLLM tier: vllm is not importable in this venv")
-        pytest.skip("real-vLLM tier: vllm not installed here (bash .ci/vllm-venv makes .venv-vllm)")
 
 
 def run_check(check: str, pool) -> dict:

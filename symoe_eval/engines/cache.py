@@ -1,8 +1,9 @@
 """A jsonlines generation cache in front of any engine, so a killed run resumes for free.
 
-Keys cover everything that determines a generation: the expert and its weights (and, served,
-its endpoint and served model name), the chat messages, the sampling parameters and the sample index. Each finished micro-batch is appended
-at once; the model is not even loaded when every request is already cached.
+Keys cover everything that determines a generation: the expert and its weights (served: also
+its endpoint and served model name), the chat messages, the sampling parameters and the sample
+index. Each finished micro-batch is appended at once; the model is not even loaded when every
+request is already cached.
 """
 
 from __future__ import annotations

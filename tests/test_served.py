@@ -36,14 +36,12 @@ def test_a_pool_entry_names_its_endpoint_and_never_holds_a_key(tmp_path):
             " api_key_env: MY_KEY, concurrency: 2}\n")
     spec = parse_pool(text, tmp_path / "p.yaml").expert("a")
     assert spec.source is None and spec.served == ServedModel("http://127.0.0.1:8001/v1", "a", "MY_KEY", 2)
-    bad = {"api_key: sk-123": "never write a key into a pool file", "base_url: localhost:8000": "base_url must be an http",
-           "concurrency: 0": "concurrency must be a number >= 1"}
-    for entry, message in bad.items():
-        line = text.replace("api_key_env: MY_KEY", entry) if "key" in entry else text.replace("concurrency: 2", entry)
-        if "base_url" in entry:
-            line = text.replace("base_url: 'http://127.0.0.1:8001/v1'", entry)
+    bad = [("api_key_env: MY_KEY", "api_key: sk-123", "never write a key into a pool file"),
+           ("base_url: 'http://127.0.0.1:8001/v1'", "base_url: localhost:8000", "base_url must be an http"),
+           ("concurrency: 2", "concurrency: 0", "concurrency must be a number >= 1")]
+    for good, entry, message in bad:
         with pytest.raises(SymoeError, match=message):
-            parse_pool(line, tmp_path / "p.yaml")
+            parse_pool(text.replace(good, entry), tmp_path / "p.yaml")
     with pytest.raises(SymoeError, match="set source .* or served"):
         parse_pool("name: p\nexperts:\n  - name: a\n    model: m\n", tmp_path / "p.yaml")
 

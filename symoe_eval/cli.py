@@ -105,6 +105,14 @@ def cmd_leaderboard(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from symoe_eval.analysis.report import build_report
+
+    path = build_report(args.dir, args.out, args.baseline, args.title, args.metric, args.filter)
+    print(f"report: {path} (one self-contained file; open it in a browser)")
+    return 0
+
+
 def add_profile_parser(sub) -> None:
     profile = sub.add_parser("profile", help="build a task's expert profiles and choose its aggregator")
     profile.add_argument("--task", required=True, help="e.g. symoe_gpqa (its _val twin is used)")
@@ -152,6 +160,14 @@ def build_parser() -> argparse.ArgumentParser:
     board.add_argument("--metric")
     board.add_argument("--filter")
     board.set_defaults(func=cmd_leaderboard)
+    report = sub.add_parser("report", help="one self-contained HTML page to explore the runs under DIR in a browser")
+    report.add_argument("dir", help="an lm-eval --output_path folder: one run or a folder of runs")
+    report.add_argument("--out", help="the HTML file to write (default: DIR/report.html)")
+    report.add_argument("--baseline", help="a substring of the baseline run's label (significance marks)")
+    report.add_argument("--title")
+    report.add_argument("--metric")
+    report.add_argument("--filter")
+    report.set_defaults(func=cmd_report)
     return parser
 
 

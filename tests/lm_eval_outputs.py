@@ -78,3 +78,57 @@ def write_builtin_run(root: Path, name: str, gsm8k: dict[str, list[float]], mmlu
             fh.write(json.dumps({"doc_id": doc, "filter": "custom-extract", "exact_match": score, "metrics": ["exact_match"],
                                  "doc_hash": sha(f"m{doc}"), "prompt_hash": sha(f"mp{doc}")}) + "\n")
     return path
+
+
+SUBJECTS = ("arithmetic", "chemistry", "geography", "programming", "medicine")
+
+
+def symoe_question(doc: int) -> dict:
+    """A synthetic routed question: its document, its three experts' responses and the final text."""
+    gold = "ABCD"[doc % 4]
+    experts = ["expert-a", "expert-b", "expert-c"] if doc % 3 else ["expert-a", "expert-a", "expert-b"]
+    answers = [gold if (doc + i) % 3 else "ABCD"[(doc + 1) % 4] for i in range(3)]
+    final = gold if doc % 5 else "[invalid]"
+    return {
+        "doc": {"question": f"Synthetic question {doc} about {SUBJECTS[doc % 5]}? The options are: (A) a (B) b (C) c (D) d",
+                "gold_answer": gold, "category": SUBJECTS[doc % 5]},
+        "routing": {
+            "task": "symoe_demo", "doc_id": doc, "repeat": 0, "experts": experts, "final_answer": final,
+            "keywords": [] if doc % 7 == 0 else [SUBJECTS[doc % 5], "noise"],
+            "mapped_keywords": [] if doc % 7 == 0 else [SUBJECTS[doc % 5]],
+            "fallback": "no usable keyword" if doc % 7 == 0 else None, "weights": {},
+            "responses": [{"expert": e, "answer": a, "text": f"{e} reasons about doc {doc}. The answer is ({a})."}
+                          for e, a in zip(experts, answers)],
+            "aggregator": "expert-a", "consensus": False,
+        },
+        "final_text": f"Synthesis for doc {doc}. " + (f"The answer is ({final})." if final != "[invalid]" else "I am not sure"),
+    }
+
+
+def write_symoe_run(root: Path, questions: int, stamp="2026-12-02T10-00-00.000001") -> Path:
+    """A symoe run as lm-eval and our run log write it: results, samples (with docs, targets and
+    filtered answers), the routing log and the run summary that points at it."""
+    from symoe_eval.analysis.runlog import answers_digest
+
+    folder = root / "symoe" / "model_dir"
+    folder.mkdir(parents=True, exist_ok=True)
+    made = [symoe_question(doc) for doc in range(questions)]
+    scores = [float(q["routing"]["final_answer"] == q["doc"]["gold_answer"]) for q in made]
+    (folder / f"results_{stamp}.json").write_text(json.dumps({
+        "results": {"symoe_demo": {"alias": "symoe_demo", "exact_match,answer": sum(scores) / questions}},
+        "config": {"model": "symoe", "model_args": {"pool": "synthetic"}}, "total_evaluation_time_seconds": "60.0",
+    }))
+    with open(folder / f"samples_symoe_demo_{stamp}.jsonl", "w") as fh:
+        for doc, (q, score) in enumerate(zip(made, scores)):
+            fh.write(json.dumps({
+                "doc_id": doc, "doc": q["doc"], "target": q["doc"]["gold_answer"], "filter": "answer",
+                "resps": [[q["final_text"]]], "filtered_resps": [q["routing"]["final_answer"]],
+                "exact_match": score, "doc_hash": sha(f"s{doc}"), "prompt_hash": sha(f"sp{doc}"),
+            }) + "\n")
+    log_path = folder / "routing_symoe_synthetic.jsonl"
+    log_path.write_text("".join(json.dumps({**q["routing"], "final_text": q["final_text"]}) + "\n" for q in made))
+    summary = {"method": "symoe", "routing_log": str(log_path), "aggregators": {"symoe_demo": "expert-a"},
+               "models": {"expert-a": {"calls": questions, "generated_tokens": 10 * questions, "loads": 1}},
+               "answers_digest": answers_digest(("symoe_demo", d, q["final_text"]) for d, q in enumerate(made))}
+    (folder / "routing_summary_symoe_synthetic.json").write_text(json.dumps(summary))
+    return folder

@@ -28,6 +28,9 @@ class TaskSamples:
     doc_hash: dict[int, str] = field(default_factory=dict)
     prompt_hash: dict[int, str] = field(default_factory=dict)
     texts: dict[int, list[str]] = field(default_factory=dict)  # what the model returned per doc
+    docs: dict[int, dict] = field(default_factory=dict)  # the document lm-eval logged (question, gold, ...)
+    answers: dict[int, str] = field(default_factory=dict)  # what the scoring filter read in the texts
+    targets: dict[int, str] = field(default_factory=dict)  # the gold answer lm-eval scored against
 
     @property
     def scored_by(self) -> str:
@@ -109,6 +112,13 @@ def read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+def _first_of(value):
+    """lm-eval logs one value per request, as a list (nested for multi-sample requests)."""
+    while isinstance(value, list):
+        value = value[0] if value else ""
+    return "" if value is None else value
+
+
 def _read_samples(path: Path, metric: str, filter_name: str, available: list[str]) -> TaskSamples:
     out = TaskSamples(metric, filter_name, available)
     for row in read_jsonl(path):
@@ -117,6 +127,9 @@ def _read_samples(path: Path, metric: str, filter_name: str, available: list[str
         if row.get("filter", filter_name) != filter_name or metric not in row:
             continue
         out.scores[doc] = float(row[metric])
+        out.docs[doc] = row.get("doc") if isinstance(row.get("doc"), dict) else {}
+        out.answers[doc] = str(_first_of(row.get("filtered_resps")))
+        out.targets[doc] = str(_first_of(row.get("target")))
         out.doc_hash[doc] = row.get("doc_hash", "")
         out.prompt_hash[doc] = row.get("prompt_hash", "")
     return out

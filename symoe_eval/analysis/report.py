@@ -1,0 +1,171 @@
+"""``symoe report``: one self-contained HTML file to explore lm-eval runs in a browser.
+
+The page holds the leaderboard (the same table as ``symoe leaderboard``: CIs, significance marks,
+cost columns), its plots as inline images, and a question explorer over every run: per question
+the document, the answer read and the gold answer; for our methods also what the routing log
+recorded (keywords, mapped keywords, recruited experts or fallback, each response with its
+answer, MoA layers, discussion rounds and votes). The data travel as one JSON block; the page's
+script filters it and renders one page of questions at a time, so thousands stay responsive.
+Nothing is fetched: CSS, script and images are inline.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import math
+import re
+from importlib import resources
+from pathlib import Path
+
+from symoe_eval.analysis.leaderboard import COST_COLUMNS, build_table, plot_accuracy, plot_recruitment, recruitment_counts
+from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
+from symoe_eval.errors import SymoeError
+
+QUESTION_FIELDS = ("question", "Question", "problem", "Problem", "input", "text")
+SUBJECT_FIELDS = ("category", "subject", "src")
+
+
+def png_data_uri(plot, *args) -> str:
+    """A plot function of the leaderboard drawn into memory, as a ``data:`` URI."""
+    buffer = io.BytesIO()
+    plot(buffer, *args)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
+def _number(value):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def leaderboard_data(tasks: list[str], rows: list[dict]) -> dict:
+    """The leaderboard rows as the page's script reads them."""
+    return {
+        "tasks": tasks,
+        "cost_columns": COST_COLUMNS,
+        "rows": [{
+            "run": r["run"],
+            "cells": {t: [*map(_number, r["cells"][t]), r["marks"].get(t, "")] for t in r["cells"]},
+            "macro": _number(r["macro"]),
+            **{key: _number(r[key]) for key in COST_COLUMNS},
+        } for r in rows],
+    }
+
+
+def _first(doc: dict, fields: tuple[str, ...]) -> str:
+    return next((str(doc[f]) for f in fields if doc.get(f) not in (None, "")), "")
+
+
+def answer_is_right(answer: str, gold: str) -> bool | None:
+    """Whether a logged response's answer is the gold one. The report reads only run outputs, so
+    it compares as exact match does: a letter against a letter; a free-form answer that differs
+    in form (``045`` against ``45``) may still be right, so it gets no mark (None)."""
+    if answer.strip() == gold.strip():
+        return True
+    return False if re.fullmatch(r"[A-J]", gold.strip()) else None
+
+
+def _said(who: str, answer: str, text: str, gold: str) -> dict:
+    return {"who": who, "answer": answer, "text": text, "right": answer_is_right(answer, gold) if gold else None}
+
+
+def routing_rows(run: Run) -> dict[tuple[str, int], list[dict]]:
+    """A run's routing-log rows by (task, doc_id), repeats in order; empty for other models."""
+    path = (run.summary or {}).get("routing_log")
+    if not path or not Path(path).is_file():
+        return {}
+    found: dict[tuple[str, int], list[dict]] = {}
+    for row in read_jsonl(Path(path)):
+        found.setdefault((row["task"], int(row["doc_id"])), []).append(row)
+    return {key: sorted(rows, key=lambda r: r.get("repeat", 0)) for key, rows in found.items()}
+
+
+def method_rounds(row: dict) -> list[tuple[str, list[dict]]]:
+    """A routing-log row's responses as named rounds: symoe's experts, MoA's layers, a
+    discussion's rounds."""
+    if "layers" in row:
+        return [(f"layer {i}", layer) for i, layer in enumerate(row["layers"], 1)]
+    if "rounds" in row:
+        return [(f"round {i}", answers) for i, answers in enumerate(row["rounds"])]
+    return [("experts", row.get("responses", []))]
+
+
+def _rounds(rows: list[dict], gold: str) -> list[dict]:
+    shown = []
+    for row in rows:
+        sample = f"sample {row.get('repeat', 0) + 1}: " if len(rows) > 1 else ""
+        for name, responses in method_rounds(row):
+            said = [_said(r["expert"], r["answer"], r["text"], gold) for r in responses]
+            shown.append({"name": sample + name, "responses": said})
+    return shown
+
+
+def question_item(task: str, doc: int, samples, rows: list[dict], model: str) -> dict:
+    """One question as the explorer shows it."""
+    document = samples.docs.get(doc, {})
+    question, gold = _first(document, QUESTION_FIELDS), samples.targets.get(doc, "")
+    texts = samples.texts.get(doc, [])
+    first = rows[0] if rows else {}
+    answered_by = first.get("aggregator") or ("majority vote" if "votes" in first else model)
+    return {
+        "task": task, "doc": doc, "subject": _first(document, SUBJECT_FIELDS), "question": question, "gold": gold,
+        "answer": samples.answers.get(doc, ""), "score": samples.scores[doc],
+        "final": {"who": answered_by, "text": texts[0] if texts else first.get("final_text", "")},
+        "keywords": first.get("keywords"), "mapped": first.get("mapped_keywords"),
+        "fallback": first.get("fallback"), "consensus": first.get("consensus"),
+        "experts": first.get("experts", []), "votes": first.get("votes"),
+        "rounds": _rounds(rows, gold),
+    }
+
+
+def run_data(run: Run, label: str) -> dict:
+    """One run's questions (every scored document of every task) and what the page says of it."""
+    logged = routing_rows(run)
+    items = [question_item(task, doc, samples, logged.get((task, doc), []), run.model)
+             for task, samples in sorted(run.tasks.items()) for doc in sorted(samples.scores)]
+    return {"label": label, "model": run.model, "method": (run.summary or {}).get("method", run.model),
+            "results": str(run.results_path), "scored_by": {t: s.scored_by for t, s in run.tasks.items()},
+            "questions": items}
+
+
+def plots(tasks: list[str], rows: list[dict]) -> list[dict]:
+    shown = [{"title": "accuracy per task (95% CI)", "src": png_data_uri(plot_accuracy, tasks, rows)}]
+    for r in rows:
+        found = recruitment_counts(r["run_obj"])
+        if found:
+            shown.append({"title": f"experts recruited: {r['run']}", "src": png_data_uri(plot_recruitment, r["run"], *found)})
+    return shown
+
+
+def page_asset(name: str) -> str:
+    return resources.files("symoe_eval.analysis").joinpath("page", name).read_text(encoding="utf-8")
+
+
+def render_page(data: dict) -> str:
+    """The template with its CSS, script and data inlined (``</`` escaped inside the JSON)."""
+    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
+    page = page_asset("report.html")
+    for marker, text in (("/*CSS*/", page_asset("report.css")), ("/*JS*/", page_asset("report.js")),
+                         ("/*DATA*/", payload), ("<!--TITLE-->", html.escape(data["title"]))):
+        page = page.replace(marker, text, 1)
+    return page
+
+
+def build_report(root: str | Path, out: str | Path | None = None, baseline: str | None = None, title: str | None = None,
+                 metric: str | None = None, filter_name: str | None = None) -> Path:
+    """Write the report of every lm-eval run under ``root`` (a run folder or a folder of runs)."""
+    runs = find_runs(root, metric, filter_name)
+    if not runs:
+        raise SymoeError(f"no lm-eval runs with samples under {root} (use --output_path and --log_samples)")
+    tasks, rows = build_table(runs, baseline)
+    data = {
+        "title": title or f"symoe-eval report: {Path(root).resolve().name}",
+        "leaderboard": leaderboard_data(tasks, rows),
+        "plots": plots(tasks, rows),
+        "runs": [run_data(r["run_obj"], r["run"]) for r in rows],
+    }
+    path = Path(out) if out else Path(root) / "report.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render_page(data), encoding="utf-8")
+    return path

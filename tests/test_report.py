@@ -1,0 +1,181 @@
+"""``symoe report``: the self-contained HTML page, read as data and driven in headless Chromium.
+
+The browser tests use Debian's ``chromium`` through Playwright; they skip where either is missing
+unless SYMOE_REQUIRE_BROWSER=1 (``.ci/run`` sets it and installs chromium when absent)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import run_cli
+from lm_eval_outputs import write_run, write_symoe_run
+from symoe_eval.analysis.report import build_report
+
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"]
+
+
+def page_data(html: str) -> dict:
+    block = re.search(r'<script id="report-data" type="application/json">(.*?)</script>', html, re.S).group(1)
+    return json.loads(block)
+
+
+def test_the_page_holds_every_question_with_its_routing_and_fetches_nothing(tmp_path):
+    write_symoe_run(tmp_path, 30)
+    write_run(tmp_path, "single", {"expert": "expert-a"}, {"symoe_demo": [1.0, 0.0, 1.0]})
+    html = build_report(tmp_path).read_text()
+    assert not re.search(r'(src|href)="(https?:)?//', html)  # no script, style or image from elsewhere
+    data = page_data(html)
+    assert [(r["method"], len(r["questions"])) for r in data["runs"]] == [("symoe_expert", 3), ("symoe", 30)]
+    symoe = next(r for r in data["runs"] if r["method"] == "symoe")
+    q7, q1 = symoe["questions"][7], symoe["questions"][1]
+    assert q7["fallback"] == "no usable keyword" and q7["keywords"] == []
+    assert q1["keywords"] == ["chemistry", "noise"] and q1["mapped"] == ["chemistry"] and q1["subject"] == "chemistry"
+    (experts,) = q1["rounds"]
+    assert [(s["who"], s["answer"], s["right"]) for s in experts["responses"]] == [
+        ("expert-a", "B", True), ("expert-b", "B", True), ("expert-c", "C", False)]
+    assert (q1["gold"], q1["answer"], q1["score"], q1["final"]["who"]) == ("B", "B", 1.0, "expert-a")
+    assert symoe["questions"][5]["answer"] == "[invalid]" and symoe["questions"][5]["score"] == 0.0
+    assert len(data["leaderboard"]["rows"]) == 2 and data["plots"][0]["src"].startswith("data:image/png;base64,")
+
+
+def test_a_closing_script_tag_inside_a_response_stays_text(tmp_path):
+    folder = write_symoe_run(tmp_path, 3)
+    log = next(folder.glob("routing_symoe_*.jsonl"))
+    log.write_text(log.read_text().replace("reasons about doc 1", "writes </script><b>bold</b>"))
+    html = build_report(tmp_path).read_text()
+    assert "</script><b>" not in html
+    assert "writes </script><b>bold</b>" in json.dumps(page_data(html))
+
+
+def test_moa_and_discussion_rows_show_their_rounds(tmp_path):
+    from symoe_eval.analysis.report import method_rounds
+
+    said = [{"expert": "x", "answer": "A", "text": "t"}]
+    assert [name for name, _ in method_rounds({"layers": [said, said]})] == ["layer 1", "layer 2"]
+    assert [name for name, _ in method_rounds({"rounds": [said, said, said], "votes": ["A"]})] == ["round 0", "round 1", "round 2"]
+    assert method_rounds({"responses": said}) == [("experts", said)]
+
+
+def test_report_cli_writes_the_file_and_an_empty_folder_is_one_line(tmp_path):
+    write_symoe_run(tmp_path / "runs", 4)
+    done = run_cli(["symoe", "report", str(tmp_path / "runs"), "--out", str(tmp_path / "r.html")], cwd=tmp_path)
+    assert done.returncode == 0 and "report:" in done.stdout and (tmp_path / "r.html").stat().st_size > 10_000
+    empty = run_cli(["symoe", "report", str(tmp_path / "nothing")], cwd=tmp_path)
+    assert empty.returncode == 2 and empty.stderr.strip().count("\n") == 0 and "no lm-eval runs" in empty.stderr
+
+
+# ---------------------------------------------------------------------- in a browser
+
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None
+    if not chromium or sync_playwright is None:
+        missing = "Debian's chromium" if not chromium else "playwright (the test extra)"
+        if os.environ.get("SYMOE_REQUIRE_BROWSER"):
+            pytest.fail(f"SYMOE_REQUIRE_BROWSER is set but {missing} is missing")
+        pytest.skip(f"{missing} is not installed")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
+        yield launched
+        launched.close()
+
+
+def open_report(browser, path):
+    """The report in a new page; any request that is not the file itself is recorded and refused."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    fetched = []
+    page.route("**/*", lambda route: route.continue_() if route.request.url == path.as_uri()
+               else (fetched.append(route.request.url), route.abort()))
+    errors = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready='1']")
+    return page, fetched, errors
+
+
+def question_rows(page) -> int:
+    return page.locator("#questions tbody tr.q").count()
+
+
+def count_line(page) -> str:
+    return page.locator("#count").inner_text()
+
+
+def test_a_report_of_2000_questions_pages_filters_and_opens_a_question(browser, tmp_path):
+    write_symoe_run(tmp_path, 2000)
+    page, fetched, errors = open_report(browser, build_report(tmp_path))
+    assert question_rows(page) == 50 and "1-50 of 2000 (page 1 of 40)" in page.locator("#page").inner_text()
+    page.click("#next")
+    assert page.locator("#questions tbody tr.q").first.get_attribute("data-key") == "symoe_demo/50"
+    page.select_option("#f-fallback", "yes")  # doc % 7 == 0
+    assert count_line(page).startswith(f"{len(range(0, 2000, 7))} of 2000 questions")
+    page.select_option("#f-fallback", "")
+    page.select_option("#f-correct", "invalid")  # doc % 5 == 0
+    assert count_line(page).startswith("400 of 2000 questions; accuracy 0.0%")
+    page.select_option("#f-correct", "")
+    page.select_option("#f-subject", "geography")
+    page.select_option("#f-expert", "expert-c")  # doc % 3 != 0
+    expected = sum(1 for d in range(2000) if d % 5 == 2 and d % 3)
+    assert count_line(page).startswith(f"{expected} of 2000 questions")
+    page.locator("#questions tbody tr.q").first.click()
+    detail = page.locator("#questions tbody tr.detail")
+    assert detail.locator(".response").count() == 3 and "The answer is" in detail.inner_text()
+    assert page.locator("#questions tbody tr").count() <= 51  # one page in the DOM, not 2000 rows
+    assert fetched == [] and errors == []
+
+
+def test_the_leaderboard_sorts_by_a_clicked_column(browser, tmp_path):
+    write_run(tmp_path, "weak", {"expert": "w"}, {"symoe_demo": [0.0, 0.0, 1.0, 0.0]})
+    write_run(tmp_path, "strong", {"expert": "s"}, {"symoe_demo": [1.0, 1.0, 1.0, 0.0]}, stamp="2026-11-25T10-00-00.000002")
+    page, _, errors = open_report(browser, build_report(tmp_path))
+    first_run = lambda: page.locator("#leaderboard tbody tr").first.locator("td").first.inner_text()  # noqa: E731
+    page.click("#leaderboard th[data-key='task:symoe_demo']")
+    assert "expert=s" in first_run()
+    page.click("#leaderboard th[data-key='task:symoe_demo']")
+    assert "expert=w" in first_run() and errors == []
+
+
+def nonblank(png_path) -> bool:
+    import matplotlib.image as mpimg
+
+    pixels = mpimg.imread(png_path)[..., :3]
+    return pixels.std() > 0.05 and (pixels.mean(axis=2) < 0.5).mean() > 0.005
+
+
+@pytest.mark.slow
+def test_a_report_of_real_demo_runs_in_chromium(browser, tmp_path):
+    """The quick start's task on one question per subject with the real tiny-cpu models (symoe
+    and one single expert through the stock lm_eval), then the report of both, clicked through."""
+    env = {k: v for k, v in os.environ.items() if k != "SYMOE_DATA_DIR"}
+    env.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
+    for model, args in (("symoe", ""), ("symoe_expert", "expert=qwen2.5-coder-0.5b,")):
+        done = subprocess.run(
+            [shutil.which("lm_eval"), "--model", model, "--model_args", f"pool=tiny-cpu,{args}max_gen_toks=64,cache_dir={tmp_path / 'gen'}",
+             "--tasks", "symoe_demo", "--samples", '{"symoe_demo": [0, 9, 18, 27, 36]}', "--batch_size", "8",
+             "--output_path", str(tmp_path / "runs" / model), "--log_samples"],
+            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+        assert done.returncode == 0, done.stderr[-3000:]
+    page, fetched, errors = open_report(browser, build_report(tmp_path / "runs"))
+    assert page.locator("#leaderboard tbody tr").count() == 2
+    page.select_option("#f-run", label=next(r for r in page.locator("#f-run option").all_inner_texts() if r.startswith("symoe(")))
+    assert question_rows(page) == 5 and page.locator("#f-subject option").count() == 6  # all + five subjects
+    page.locator("#questions tbody tr.q").first.click()
+    detail = page.locator("#questions tbody tr.detail").inner_text()
+    assert "keywords" in detail and "recruited" in detail and detail.count("answer ") >= 3
+    page.select_option("#f-correct", "wrong")
+    wrong = int(count_line(page).split(" of ")[0])
+    page.select_option("#f-correct", "right")
+    assert int(count_line(page).split(" of ")[0]) + wrong == 5
+    page.select_option("#f-correct", "")
+    page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    assert nonblank(tmp_path / "report.png") and fetched == [] and errors == []

@@ -20,6 +20,7 @@ def test_simple_evaluate_still_has_the_arguments_we_read_off_the_stack():
 
     parameters = inspect.signature(lm_eval.evaluator.simple_evaluate).parameters
     assert {"limit", "num_fewshot", "system_instruction", "random_seed", "evaluation_tracker"} <= set(parameters)
+    assert "samples" in inspect.signature(lm_eval.evaluator.evaluate).parameters  # sampled_doc_ids reads it
 
 
 def test_evaluate_still_holds_eval_tasks_with_their_filters_while_a_model_generates(tmp_path):

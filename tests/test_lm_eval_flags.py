@@ -112,3 +112,23 @@ def test_cache_dir_none_in_a_model_args_string_turns_the_cache_off(tmp_path, mon
     assert args["cache_dir"] is None
     assert ExpertLM(**args).runtime.cache_dir is None
     assert ExpertLM(pool="tiny-cpu", expert="smollm2-135m").runtime.cache_dir is not None  # the default stays
+
+
+def test_samples_flag_logs_the_documents_lm_eval_names_so_the_run_summary_is_found(seen, tmp_path):
+    """With ``--samples``, lm-eval hands models positions in its list as doc ids but writes the
+    real ids into its samples file; the routing log and the run summary must use the real ones,
+    or ``symoe report`` / ``leaderboard`` cannot tie the summary to the run (failed before: the
+    log said docs 0, 1)."""
+    from lm_eval.loggers import EvaluationTracker
+
+    from symoe_eval.analysis.runs import load_run
+
+    tracker = EvaluationTracker(output_path=str(tmp_path / "out"))
+    results = lm_eval.simple_evaluate(model="symoe_expert", model_args={"pool": "tiny-cpu", "expert": "smollm2-135m", "cache_dir": "none"},
+                                      tasks=["symoe_demo"], samples={"symoe_demo": [5, 12]}, log_samples=True,
+                                      evaluation_tracker=tracker)
+    tracker.save_results_aggregated(results=results, samples=results["samples"])
+    tracker.save_results_samples(task_name="symoe_demo", samples=results["samples"]["symoe_demo"])
+    run = load_run(tmp_path / "out")
+    assert sorted(run.tasks["symoe_demo"].scores) == [5, 12]
+    assert run.summary is not None and run.summary["method"] == "symoe_expert"

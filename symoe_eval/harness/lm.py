@@ -22,7 +22,7 @@ from lm_eval.api.model import LM
 
 from symoe_eval.analysis.runlog import RunLog
 from symoe_eval.errors import SymoeError
-from symoe_eval.harness.lm_eval_internals import evaluation_argument, lm_eval_output_path, running_task_answers
+from symoe_eval.harness.lm_eval_internals import evaluation_argument, lm_eval_output_path, running_task_answers, sampled_doc_ids
 from symoe_eval.methods import METHODS
 from symoe_eval.methods.base import Method, MethodResult, Question
 from symoe_eval.runtime.context import RunContext
@@ -109,14 +109,15 @@ class MethodLM(LM):
     def questions(self, requests: list[Instance]) -> list[Question]:
         """lm-eval's requests as questions: the raw question is the doc's ``question_field`` (else
         the prompt); each task's own filter reads the answers (our extractor outside lm-eval)."""
-        out, readers = [], running_task_answers()
+        out, readers, chosen = [], running_task_answers(), sampled_doc_ids()
         system = evaluation_argument("system_instruction")  # looked up once per call, not per request
         for req, repeat in zip(requests, sample_indices(requests)):
+            doc_id = chosen[req.task_name][req.doc_id] if req.task_name in chosen else req.doc_id  # lm-eval's own id
             prefix, prompt = split_context(req.args[0], system)
             text = str((req.doc or {}).get(self.question_field, prompt))
             reader = readers.get(req.task_name)
             read = (lambda t, doc=req.doc, reader=reader: reader(doc, t)) if reader else None
-            out.append(Question(req.task_name, req.doc_id, repeat, prompt, text, generation_kwargs(req.args[1]), prefix,
+            out.append(Question(req.task_name, doc_id, repeat, prompt, text, generation_kwargs(req.args[1]), prefix,
                                 read))
         return out
 

@@ -4,7 +4,8 @@ that changes one fails there by name.
 
 - what lm-eval asked for that it never hands a model: the run's seed, system instruction and
   few-shot count (locals of the ``simple_evaluate`` call on the stack), the tasks' own answer
-  filters (``evaluate``'s ``eval_tasks`` and a task's ``_filters``), the output folder (the
+  filters (``evaluate``'s ``eval_tasks`` and a task's ``_filters``), the documents ``--samples``
+  chose (``evaluate``'s ``samples``), the output folder (the
   evaluation tracker ``simple_evaluate`` was given);
 - two wrappers: ``TaskManager.__init__`` puts our task folder on every task manager's include
   path, and ``GeneralConfigTracker.log_experiment_args`` names our runs."""
@@ -56,6 +57,13 @@ def running_task_answers() -> dict[str, Callable[[dict, str], str]]:
     name; empty outside one (our extractor then reads answers)."""
     tasks = _evaluator_local("evaluate", "eval_tasks", None) or {}
     return {name: task_answer(task) for name, task in tasks.items() if getattr(task, "_filters", None)}
+
+
+def sampled_doc_ids() -> dict[str, list[int]]:
+    """``--samples`` of the running evaluation: per task, the document ids it chose. lm-eval hands
+    a model each request's position in that list as ``doc_id`` and writes ``indices[doc_id]`` into
+    its samples file; empty without ``--samples``."""
+    return _evaluator_local("evaluate", "samples", None) or {}
 
 
 def lm_eval_output_path() -> Path | None:

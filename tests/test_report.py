@@ -7,7 +7,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 
 import pytest
 
@@ -153,29 +152,24 @@ def nonblank(png_path) -> bool:
 
 
 @pytest.mark.slow
-def test_a_report_of_real_demo_runs_in_chromium(browser, tmp_path):
-    """The quick start's task on one question per subject with the real tiny-cpu models (symoe
-    and one single expert through the stock lm_eval), then the report of both, clicked through."""
-    env = {k: v for k, v in os.environ.items() if k != "SYMOE_DATA_DIR"}
-    env.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1")
-    for model, args in (("symoe", ""), ("symoe_expert", "expert=qwen2.5-coder-0.5b,")):
-        done = subprocess.run(
-            [shutil.which("lm_eval"), "--model", model, "--model_args", f"pool=tiny-cpu,{args}max_gen_toks=64,cache_dir={tmp_path / 'gen'}",
-             "--tasks", "symoe_demo", "--samples", '{"symoe_demo": [0, 9, 18, 27, 36]}', "--batch_size", "8",
-             "--output_path", str(tmp_path / "runs" / model), "--log_samples"],
-            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
-        assert done.returncode == 0, done.stderr[-3000:]
-    page, fetched, errors = open_report(browser, build_report(tmp_path / "runs"))
-    assert page.locator("#leaderboard tbody tr").count() == 2
-    page.select_option("#f-run", label=next(r for r in page.locator("#f-run option").all_inner_texts() if r.startswith("symoe(")))
-    assert question_rows(page) == 5 and page.locator("#f-subject option").count() == 6  # all + five subjects
+def test_a_report_of_the_quick_start_run_in_chromium(browser, demo_outputs, tmp_path):
+    """The quick start's last command (``symoe report``) on the real demo run, clicked through."""
+    done = run_cli(["symoe", "report", str(demo_outputs)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    page, fetched, errors = open_report(browser, demo_outputs / "report.html")
+    assert page.locator("#leaderboard tbody tr").count() == 1 and "symoe(pool=tiny-cpu" in page.locator("#leaderboard").inner_text()
+    assert question_rows(page) == 4 and page.locator("#f-subject option").count() == 5  # all + four subjects
+    page.select_option("#f-subject", "geography")
+    assert question_rows(page) == 1
     page.locator("#questions tbody tr.q").first.click()
-    detail = page.locator("#questions tbody tr.detail").inner_text()
-    assert "keywords" in detail and "recruited" in detail and detail.count("answer ") >= 3
+    detail = page.locator("#questions tbody tr.detail")
+    assert detail.locator(".response").count() == 3 and "recruited" in detail.inner_text()
+    assert "keywords" in detail.inner_text() and "gold" in detail.inner_text()
+    page.select_option("#f-subject", "")
     page.select_option("#f-correct", "wrong")
     wrong = int(count_line(page).split(" of ")[0])
     page.select_option("#f-correct", "right")
-    assert int(count_line(page).split(" of ")[0]) + wrong == 5
+    assert int(count_line(page).split(" of ")[0]) + wrong == 4
     page.select_option("#f-correct", "")
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert nonblank(tmp_path / "report.png") and fetched == [] and errors == []

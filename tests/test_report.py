@@ -40,6 +40,7 @@ def test_the_page_holds_every_question_with_its_routing_and_fetches_nothing(tmp_
     assert (q1["gold"], q1["answer"], q1["score"], q1["final"]["who"]) == ("B", "B", 1.0, "expert-a")
     assert symoe["questions"][5]["answer"] == "[invalid]" and symoe["questions"][5]["score"] == 0.0
     assert len(data["leaderboard"]["rows"]) == 2 and data["plots"][0]["src"].startswith("data:image/png;base64,")
+    assert [p["title"] for p in data["plots"]][1:] == ["experts recruited: symoe(pool=synthetic)"]  # from its routing log
 
 
 def test_a_closing_script_tag_inside_a_response_stays_text(tmp_path):

@@ -9,7 +9,6 @@ come from our run summaries and lm-eval's own wall time.
 from __future__ import annotations
 
 import csv
-import json
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -18,7 +17,7 @@ import numpy as np
 
 from symoe_eval.analysis.compare import paired_scores
 from symoe_eval.errors import SymoeError
-from symoe_eval.analysis.runs import Run, find_runs
+from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
 from symoe_eval.analysis.stats import accuracy_ci, holm, mcnemar_exact
 
 ALPHA = 0.05
@@ -182,10 +181,8 @@ def recruitment_counts(run: Run) -> tuple[dict[str, Counter], dict[str, str]] | 
     if summary.get("method") != "symoe" or not log_path or not Path(log_path).is_file():
         return None
     counts: dict[str, Counter] = {}
-    with open(log_path) as fh:
-        for line in fh:
-            row = json.loads(line)
-            counts.setdefault(row["task"], Counter()).update(row["experts"])
+    for row in read_jsonl(Path(log_path)):
+        counts.setdefault(row["task"], Counter()).update(row["experts"])
     return counts, summary.get("aggregators", {})
 
 

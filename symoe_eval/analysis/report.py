@@ -125,8 +125,7 @@ def run_data(run: Run, label: str) -> dict:
     items = [question_item(task, doc, samples, logged.get((task, doc), []), run.model)
              for task, samples in sorted(run.tasks.items()) for doc in sorted(samples.scores)]
     return {"label": label, "model": run.model, "method": (run.summary or {}).get("method", run.model),
-            "results": str(run.results_path), "scored_by": {t: s.scored_by for t, s in run.tasks.items()},
-            "questions": items}
+            "results": str(run.results_path), "questions": items}
 
 
 def plots(tasks: list[str], rows: list[dict]) -> list[dict]:

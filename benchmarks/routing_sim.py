@@ -23,6 +23,16 @@ Every router sees the same pools, questions, keywords and answer draws (common r
 the table reports test accuracy over replications with 95% t-intervals, the paired gain over the
 paper's router and the share of the instance-to-oracle gap it closes (bootstrap interval).
 
+Three rows cheat, to show where the ceiling is: they are told the true subject behind every
+keyword, which no real router is. ``known subjects, true skills`` ranks by the true skills on the
+named subjects (all subjects' mean when none is named): no router that reads keywords does better,
+since a subject the keywords miss is invisible to it. The two ``known subjects`` estimates rank by
+each expert's accuracy on the validation questions naming a subject, shrunk towards its overall
+accuracy: by ``calibrated``'s pseudo-answers, or by James-Stein (per subject, the spread of the
+experts' deviations against their binomial noise decides how far). Between them and the true skills
+lies the cost of estimating skills from the validation answers; between them and ``calibrated``
+the cost of mapping keywords through embeddings.
+
     python benchmarks/routing_sim.py [--replications 12] [--output results/benchmarks/routing_sim.md]
 """
 
@@ -39,12 +49,15 @@ import numpy as np
 from scipy import stats
 
 from symoe_eval.methods.profiles import TaskProfile, build_expert_profiles, count_keywords
-from symoe_eval.methods.routing import ROUTERS, QuestionRef, question_rng
+from symoe_eval.methods.routing import ROUTERS, SHRINKAGE, QuestionRef, question_rng
 
 SUBJECTS, VARIANTS, NOISE_WORDS, DIM = 10, 4, 12, 24
 K, OPTIONS, TEST_QUESTIONS = 3, 4, 300
 FAMILIARITY = 1.0  # sd of an expert's own per-question log-odds shift
 ORACLE = "oracle (true skills)"
+KNOWN_TRUE = "known subjects, true skills"
+KNOWN_PSEUDO, KNOWN_JAMES_STEIN = "known subjects, calibrated's shrinkage", "known subjects, James-Stein"
+CHEATS = (KNOWN_PSEUDO, KNOWN_JAMES_STEIN, KNOWN_TRUE, ORACLE)
 
 
 @dataclass(frozen=True)
@@ -71,6 +84,7 @@ class World:
     skills: np.ndarray  # experts x subjects, true accuracies
     names: list[str]
     vectors: dict[str, np.ndarray]  # keyword -> embedding
+    subject_of: dict[str, int]  # subject keyword -> its subject (generic keywords have none)
 
 
 def make_world(shape: Shape, rng: np.random.Generator) -> World:
@@ -84,7 +98,8 @@ def make_world(shape: Shape, rng: np.random.Generator) -> World:
     centres = rng.normal(size=(SUBJECTS, DIM))
     vectors = {f"subject{s}-v{v}": centres[s] + rng.normal(0, 0.8, DIM) for s in range(SUBJECTS) for v in range(VARIANTS)}
     vectors.update({f"generic{g}": rng.normal(size=DIM) for g in range(NOISE_WORDS)})
-    return World(np.array(rows), [f"e{i:02d}" for i in range(len(rows))], vectors)
+    subject_of = {f"subject{s}-v{v}": s for s in range(SUBJECTS) for v in range(VARIANTS)}
+    return World(np.array(rows), [f"e{i:02d}" for i in range(len(rows))], vectors, subject_of)
 
 
 @dataclass
@@ -117,17 +132,69 @@ def right_probability(world: World, q: SimQuestion) -> np.ndarray:
     return 1 / (1 + np.exp(-(np.log(mean / (1 - mean)) + q.difficulty + q.familiarity)))
 
 
-def build_profile(world: World, shape: Shape, rng: np.random.Generator) -> TaskProfile:
+def answer_validation(world: World, shape: Shape, rng: np.random.Generator) -> tuple[list[SimQuestion], np.ndarray]:
+    """The validation questions and whether each expert (column) answered each one right."""
     questions = [make_question(rng, len(world.names)) for _ in range(shape.validation)]
-    right = {name: [] for name in world.names}
-    for q in questions:
+    right = np.zeros((len(questions), len(world.names)), dtype=bool)
+    for qi, q in enumerate(questions):
         p = right_probability(world, q)
-        for i, name in enumerate(world.names):
-            right[name].append([bool(rng.random() < p[i])])
+        for i in range(len(world.names)):
+            right[qi, i] = rng.random() < p[i]
+    return questions, right
+
+
+def build_profile(world: World, shape: Shape, questions: list[SimQuestion], right: np.ndarray) -> TaskProfile:
     keywords = [q.keywords for q in questions]
-    experts = build_expert_profiles(keywords, right)
+    experts = build_expert_profiles(keywords, {name: [[bool(ok)] for ok in right[:, i]] for i, name in enumerate(world.names)})
     return TaskProfile("sim", shape.name, experts, aggregator=world.names[0], keyword_counts=count_keywords(keywords, 1),
                        keywords=sorted({k for kws in keywords for k in kws}))
+
+
+def named_subjects(world: World, q: SimQuestion) -> list[int]:
+    return sorted({world.subject_of[w] for w in q.keywords if w in world.subject_of})
+
+
+def subject_answers(world: World, questions: list[SimQuestion], right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Right answers (experts x subjects) and answers (per subject) on the validation questions
+    whose keywords name each subject."""
+    hits, answers = np.zeros((len(world.names), SUBJECTS)), np.zeros(SUBJECTS)
+    for q, row in zip(questions, right):
+        for s in named_subjects(world, q):
+            hits[:, s] += row
+            answers[s] += 1
+    return hits, answers
+
+
+def pseudo_answer_skills(hits: np.ndarray, answers: np.ndarray, overall: np.ndarray) -> np.ndarray:
+    """``calibrated``'s shrinkage: SHRINKAGE answers at the overall accuracy added to each subject's."""
+    return (hits + SHRINKAGE * overall[:, None]) / (answers + SHRINKAGE)
+
+
+def james_stein_skills(hits: np.ndarray, answers: np.ndarray, overall: np.ndarray) -> np.ndarray:
+    """Each subject's deviations from the overall accuracy, kept in the share tau2 / (tau2 + noise),
+    where tau2 is their spread across experts beyond the binomial noise."""
+    deviation = hits / np.maximum(answers, 1) - overall[:, None]
+    noise = (overall * (1 - overall))[:, None] / np.maximum(answers, 1)
+    tau2 = np.maximum(deviation.var(axis=0, ddof=1) - noise.mean(axis=0), 0)
+    return overall[:, None] + deviation * tau2 / np.maximum(tau2 + noise, 1e-12)
+
+
+def ranked_teams(world: World, tests: list[SimQuestion], score) -> list[list[str]]:
+    """The k best distinct experts of each question by ``score(question)``, one value per expert."""
+    return [[world.names[i] for i in np.argsort(-score(q), kind="stable")[:K]] for q in tests]
+
+
+def cheat_teams(world: World, tests: list[SimQuestion], questions: list[SimQuestion], right: np.ndarray) -> dict[str, list[list[str]]]:
+    """Teams of the rows that know what no router knows (the module docstring says why they are here)."""
+    overall, (hits, answers) = right.mean(axis=0), subject_answers(world, questions, right)
+
+    def on_named(table: np.ndarray, default: np.ndarray):
+        return lambda q: table[:, named_subjects(world, q)].mean(axis=1) if named_subjects(world, q) else default
+
+    return {KNOWN_PSEUDO: ranked_teams(world, tests, on_named(pseudo_answer_skills(hits, answers, overall), overall)),
+            KNOWN_JAMES_STEIN: ranked_teams(world, tests, on_named(james_stein_skills(hits, answers, overall), overall)),
+            KNOWN_TRUE: ranked_teams(world, tests, on_named(world.skills, world.skills.mean(axis=1))),
+            ORACLE: ranked_teams(world, tests, lambda q: skill_on(world, q))}
 
 
 def plurality_right(rights: list[bool], rng: random.Random) -> bool:
@@ -159,7 +226,8 @@ def embedder(world: World):
 def replicate(shape: Shape, seed: int, routers: list[str]) -> dict[str, float]:
     rng = np.random.default_rng(seed)
     world = make_world(shape, rng)
-    profile = build_profile(world, shape, rng)
+    questions, right = answer_validation(world, shape, rng)
+    profile = build_profile(world, shape, questions, right)
     tests = [make_question(rng, len(world.names)) for _ in range(TEST_QUESTIONS)]
     draws = rng.random((len(tests), len(world.names), K))
     scores = {}
@@ -168,8 +236,8 @@ def replicate(shape: Shape, seed: int, routers: list[str]) -> dict[str, float]:
         teams = [router.route(profile, QuestionRef("sim", i), q.keywords, question_rng(seed, "sim", i)).experts
                  for i, q in enumerate(tests)]
         scores[name] = team_accuracy(world, tests, draws, teams, seed)
-    oracle = [[world.names[i] for i in np.argsort(-skill_on(world, q), kind="stable")[:K]] for q in tests]
-    scores[ORACLE] = team_accuracy(world, tests, draws, oracle, seed)
+    for name, teams in cheat_teams(world, tests, questions, right).items():
+        scores[name] = team_accuracy(world, tests, draws, teams, seed)
     return scores
 
 
@@ -190,12 +258,12 @@ def gap_closed(router: np.ndarray, base: np.ndarray, oracle: np.ndarray, seed: i
 
 
 def shape_table(shape: Shape, results: list[dict[str, float]], routers: list[str]) -> list[str]:
-    column = {name: np.array([r[name] for r in results]) for name in [*routers, ORACLE]}
+    column = {name: np.array([r[name] for r in results]) for name in [*routers, *CHEATS]}
     base, oracle = column["instance"], column[ORACLE]
     lines = [f"### {shape.name}: {shape.specialists} specialists, {shape.generalists} generalists, {shape.weak} weak; "
              f"{shape.validation} validation questions", "",
              "| router | accuracy | vs instance (paired) | gap to oracle closed |", "| --- | --- | --- | --- |"]
-    for name in [*routers, ORACLE]:
+    for name in [*routers, *CHEATS]:
         mean, half = interval(column[name])
         gain, gain_half = interval(column[name] - base)
         closed = "" if name in ("instance", ORACLE) else "{:.0%} [{:.0%}, {:.0%}]".format(*gap_closed(column[name], base, oracle, 0))
@@ -213,7 +281,8 @@ def main() -> None:
     start = time.perf_counter()
     lines = [f"Simulated routing: k={K}, {TEST_QUESTIONS} test questions, {args.replications} replications per "
              "shape, plurality of the k answers; accuracy ± 95% t-interval; gap closed = (router - instance) / "
-             "(oracle - instance) with a bootstrap 95% interval.", ""]
+             "(oracle - instance) with a bootstrap 95% interval. The last four rows are told what no router knows "
+             "(the true subject behind each keyword, or the true skills): ceilings, not routers.", ""]
     for shape in SHAPES:
         results = [replicate(shape, 1000 * n + 17, routers) for n in range(args.replications)]
         lines += shape_table(shape, results, routers)

@@ -37,7 +37,37 @@ MC_CASES = [
     ("lowercase article alone", "Answer: a guess at best", MC4, INVALID),
     ("think prefix ignored", "<think>The answer is (A)... no</think>\nThe answer is (D)", MC4, "D"),
     ("unclosed think", "<think>The answer is (A) maybe", MC4, INVALID),
+    ("quoted letter", 'The answer is "C"', MC4, "C"),
+    ("option is", "The correct option is D) four, since it is even.", MC4, "D"),
 ]
+
+CITIES = "Capital of Australia? The options are: (A) Sydney (B) Canberra (C) Melbourne (D) Perth"
+SALTS = "Table salt? The options are: (A) Sodium (B) Sodium chloride (C) Potassium (D) Chlorine"
+NUMBERS = "What is 9 x 9? The options are: (A) 18 (B) 81 (C) 1 (D) 811"
+STEM = "Statement (A) holds. Which follows? The options are: (A) yes (B) no (C) both (D) neither"
+
+# Small models often name the option instead of its letter; read only in an answer statement, only
+# when the letter reader found nothing, and only when exactly one option is named (issue 22).
+OPTION_TEXT_CASES = [
+    ("option text", "The answer is Canberra.", CITIES, "B"),
+    ("placeholder copied, then the option", "The answer is (X) Canberra. It is the capital.", CITIES, "B"),
+    ("option is, quoted text", 'The correct option is "Perth"', CITIES, "D"),
+    ("a letter wins over a text", "The answer is (C) Canberra.", CITIES, "C"),
+    ("two options named", "The answer is Sydney or Melbourne.", CITIES, INVALID),
+    ("only the statement's sentence counts", "The answer is Canberra. Sydney is larger.", CITIES, "B"),
+    ("named outside a statement", "The capital of Australia is Canberra.", CITIES, INVALID),
+    ("a longer option holds a shorter one", "The answer is sodium chloride.", SALTS, "B"),
+    ("the shorter one alone", "The answer is Sodium, an alkali metal.", SALTS, "A"),
+    ("numbers are whole words", "The answer is 81.", NUMBERS, "B"),
+    ("decimal point is no sentence end", "The answer is 1.", NUMBERS, "C"),
+    ("options only after 'The options are:'", "The answer is no.", STEM, "B"),
+    ("statement on the last of two", "The answer is (X). The answer is Perth.", CITIES, "D"),
+]
+
+
+@pytest.mark.parametrize("case,text,question,expected", OPTION_TEXT_CASES, ids=[c[0] for c in OPTION_TEXT_CASES])
+def test_an_answer_statement_naming_one_option_reads_as_that_option(case, text, question, expected):
+    assert extract_answer(text, question) == expected
 
 
 @pytest.mark.parametrize("label,text,question,expected", MC_CASES, ids=[c[0] for c in MC_CASES])

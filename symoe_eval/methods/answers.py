@@ -2,7 +2,9 @@
 
 Multiple-choice: prefer the last "The answer is (X)", then other explicit answer statements, then
 a boxed letter, then a lone letter on the final line. The allowed letters are the ones the
-question itself lists, so one extractor serves MMLU-Pro (A-J) and the A-D tasks.
+question itself lists, so one extractor serves MMLU-Pro (A-J) and the A-D tasks. Only where no
+letter is found, an answer statement naming exactly one option's text ("The answer is Sydney.")
+reads as that option (small models often answer so; the authors read letters alone: README).
 Free-form (AIME): the last ``\\boxed{...}`` (nested braces allowed), compared with math-verify.
 """
 
@@ -18,9 +20,11 @@ _OPTION = re.compile(r"\(([A-J])\)\s")
 # "answer is" in any case; a bare letter must be a capital (so "the answer is a ..." is no answer),
 # a letter in brackets may be either case.
 _ANSWER_IS = re.compile(
-    r"(?i:answer\s*(?:is|:))\s*[:\s]*\**\s*(?i:option\s*)?"
+    r"(?i:answer\s*(?:is|:)|option\s+is)\s*[:\s]*\**\s*(?i:option\s*)?[\"'“‘]?"
     r"(?:\(\s*([A-Ja-j])\s*\)|\[([A-Ja-j])\]|([A-J])(?![A-Za-z]))"
 )
+_STATEMENT = re.compile(r"(?i:answer\s*(?:is|:)|option\s+is)")
+_SENTENCE_END = re.compile(r"\.(?:\s|$)")
 _PAREN_LETTER = re.compile(r"\(([A-J])\)")
 _LONE_LETTER = re.compile(r"^[\W_]*(?:(?i:option)\s*)?([A-J])[\W_]*$")
 _ANSWER_IS_FREE = re.compile(r"answer\s+is\s*[:\s]*\$?([^\n$]+?)\$?\s*\.?\s*$", re.IGNORECASE | re.MULTILINE)
@@ -38,6 +42,27 @@ def strip_thinking(text: str) -> str:
 def choices_in(question: str) -> str:
     """The option letters a question lists inline, e.g. ``"ABCD"``; ``""`` for free-form."""
     return "".join(sorted(set(_OPTION.findall(question + " "))))
+
+
+def options_in(question: str) -> dict[str, str]:
+    """Each option's text by letter, as the question lists them inline after "The options are:"."""
+    listed = question[max(question.rfind("The options are:"), 0):] + " "
+    marks = list(_OPTION.finditer(listed))
+    ends = [m.start() for m in marks[1:]] + [len(listed)]
+    return {m.group(1): listed[m.end():end].strip(" .,;\n") for m, end in zip(marks, ends)}
+
+
+def named_option(text: str, options: dict[str, str]) -> str:
+    """The option whose text the last answer statement's sentence names ("The answer is Sydney."),
+    if exactly one does (an option inside a longer named one, "Sodium" in "Sodium chloride", yields
+    to it); else ``INVALID``."""
+    ends = [m.end() for m in _STATEMENT.finditer(text)]
+    if not ends:
+        return INVALID
+    said = _SENTENCE_END.split(text[ends[-1]:].split("\n", 1)[0], maxsplit=1)[0].lower()
+    named = [c for c, o in options.items() if o and re.search(rf"(?<!\w){re.escape(o.lower())}(?!\w)", said)]
+    named = [c for c in named if not any(d != c and options[c].lower() in options[d].lower() for d in named)]
+    return named[0] if len(named) == 1 else INVALID
 
 
 def last_boxed(text: str) -> str | None:
@@ -91,7 +116,10 @@ def extract_free_form(text: str) -> str:
 def extract_answer(text: str, question: str) -> str:
     """The answer a response gives to ``question``, or ``INVALID``."""
     choices = choices_in(question)
-    return extract_choice(text, choices) if choices else extract_free_form(text)
+    if not choices:
+        return extract_free_form(text)
+    letter = extract_choice(text, choices)
+    return letter if letter != INVALID else named_option(strip_thinking(text), options_in(question))
 
 
 @lru_cache(maxsize=4096)

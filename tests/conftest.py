@@ -66,13 +66,13 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 @pytest.fixture(scope="session")
 def demo_outputs(tmp_path_factory) -> Path:
     """The README's first command, once per session for the tests that read its outputs: the
-    packaged demo with the committed tiny-cpu profile, no data folder and no hub (shortened to one
-    question of each of four subjects and a smaller token budget; the first docs are all
+    packaged demo with the committed tiny-cpu profile, no data folder and no hub, at the demo's own
+    token budget (shortened to one question of each of four subjects; the first docs are all
     arithmetic, where the 0.5B keyword model rarely yields a usable keyword)."""
     root = tmp_path_factory.mktemp("demo")
     env = {k: v for k, v in os.environ.items() if k != "SYMOE_DATA_DIR"}
     done = subprocess.run(
-        [shutil.which("lm_eval"), "--model", "symoe", "--model_args", f"pool=tiny-cpu,max_gen_toks=48,cache_dir={root / 'gen'}",
+        [shutil.which("lm_eval"), "--model", "symoe", "--model_args", f"pool=tiny-cpu,cache_dir={root / 'gen'}",
          "--tasks", "symoe_demo", "--samples", '{"symoe_demo": [8, 16, 24, 32]}', "--batch_size", "8",
          "--output_path", str(root / "demo"), "--log_samples"],
         cwd=root, env={**env, "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}, capture_output=True, text=True, timeout=900,

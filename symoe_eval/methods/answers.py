@@ -19,11 +19,11 @@ INVALID = "[invalid]"
 _OPTION = re.compile(r"\(([A-J])\)\s")
 # "answer is" in any case; a bare letter must be a capital (so "the answer is a ..." is no answer),
 # a letter in brackets may be either case.
+_STATEMENT = re.compile(r"(?i:answer\s*(?:is|:)|option\s+is)")
 _ANSWER_IS = re.compile(
-    r"(?i:answer\s*(?:is|:)|option\s+is)\s*[:\s]*\**\s*(?i:option\s*)?[\"'“‘]?"
+    _STATEMENT.pattern + r"\s*[:\s]*\**\s*(?i:option\s*)?[\"'“‘]?"
     r"(?:\(\s*([A-Ja-j])\s*\)|\[([A-Ja-j])\]|([A-J])(?![A-Za-z]))"
 )
-_STATEMENT = re.compile(r"(?i:answer\s*(?:is|:)|option\s+is)")
 _SENTENCE_END = re.compile(r"\.(?:\s|$)")
 _PAREN_LETTER = re.compile(r"\(([A-J])\)")
 _LONE_LETTER = re.compile(r"^[\W_]*(?:(?i:option)\s*)?([A-J])[\W_]*$")

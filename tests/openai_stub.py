@@ -23,6 +23,7 @@ class StubBehaviour:
     fail_first: int = 0  # chat completions answered 429 before the server answers
     retry_after: str | None = None
     no_choices: bool = False
+    choices_until: int | None = None  # chat completions answered before replies come without choices
     api_key: str | None = None  # required as a Bearer token when set
     seen: list[dict] = field(default_factory=list)  # every chat-completions body
     in_flight: int = 0
@@ -100,6 +101,7 @@ class Handler(BaseHTTPRequestHandler):
         b = self.behaviour
         with b.lock:
             b.seen.append(body)
+            empty = b.no_choices or (b.choices_until is not None and len(b.seen) > b.choices_until)
             failing = b.fail_first > 0
             b.fail_first -= failing
             b.in_flight += 1
@@ -109,7 +111,7 @@ class Handler(BaseHTTPRequestHandler):
             if failing:
                 return self._send(429, {"error": {"message": "rate limited"}},
                                   {"Retry-After": b.retry_after} if b.retry_after else None)
-            self._send(200, {"id": "x", "choices": []} if b.no_choices else chat_reply(body))
+            self._send(200, {"id": "x", "choices": []} if empty else chat_reply(body))
         finally:
             with b.lock:
                 b.in_flight -= 1

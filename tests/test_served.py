@@ -133,20 +133,16 @@ def test_the_cache_key_names_the_endpoint_and_the_served_model():
 
 def test_a_failing_server_keeps_what_finished_and_a_rerun_sends_only_the_rest(tmp_path):
     factory = EngineFactory(engine_class("hf"), tmp_path / "cache")
-    behaviour = StubBehaviour()
+    behaviour = StubBehaviour(choices_until=4)  # the server fails from its 5th request on
     reqs = requests_for(6)
     with StubServer(behaviour) as server:
         spec = expert(server.base_url, concurrency=1, max_retries=0)
-        engine = factory.build(spec)
         done = []
-        behaviour.no_choices = False
         with pytest.raises(SymoeError, match="a reply without choices"):
-            for i, _ in engine.iter_generate(reqs):
+            for i, _ in factory.build(spec).iter_generate(reqs):
                 done.append(i)
-                if len(done) == 4:
-                    behaviour.no_choices = True
         assert len(done) == 4
-        behaviour.no_choices, behaviour.seen[:] = False, []
+        behaviour.choices_until, behaviour.seen[:] = None, []
         again = factory.build(spec).generate(reqs)
     assert len(behaviour.seen) == 2 and sum(c.cached for c in again) == 4
 

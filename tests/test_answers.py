@@ -65,12 +65,8 @@ OPTION_TEXT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("case,text,question,expected", OPTION_TEXT_CASES, ids=[c[0] for c in OPTION_TEXT_CASES])
-def test_an_answer_statement_naming_one_option_reads_as_that_option(case, text, question, expected):
-    assert extract_answer(text, question) == expected
-
-
-@pytest.mark.parametrize("label,text,question,expected", MC_CASES, ids=[c[0] for c in MC_CASES])
+@pytest.mark.parametrize("label,text,question,expected", MC_CASES + OPTION_TEXT_CASES,
+                         ids=[c[0] for c in MC_CASES + OPTION_TEXT_CASES])
 def test_multiple_choice_extraction(label, text, question, expected):
     assert extract_answer(text, question) == expected
 

@@ -22,8 +22,7 @@ class StubBehaviour:
     delay: float = 0.0  # seconds each chat completion takes
     fail_first: int = 0  # chat completions answered 429 before the server answers
     retry_after: str | None = None
-    no_choices: bool = False
-    choices_until: int | None = None  # chat completions answered before replies come without choices
+    choices_until: int | None = None  # chat completions answered before replies come without choices (0: none)
     api_key: str | None = None  # required as a Bearer token when set
     seen: list[dict] = field(default_factory=list)  # every chat-completions body
     in_flight: int = 0
@@ -101,7 +100,7 @@ class Handler(BaseHTTPRequestHandler):
         b = self.behaviour
         with b.lock:
             b.seen.append(body)
-            empty = b.no_choices or (b.choices_until is not None and len(b.seen) > b.choices_until)
+            empty = b.choices_until is not None and len(b.seen) > b.choices_until
             failing = b.fail_first > 0
             b.fail_first -= failing
             b.in_flight += 1

@@ -94,7 +94,7 @@ def test_429s_are_retried_after_the_servers_retry_after():
 ])
 def test_each_failure_is_one_line_naming_the_expert_and_the_endpoint(case, match, monkeypatch):
     monkeypatch.setenv("SYMOE_TEST_KEY", "wrong-secret")
-    behaviour = StubBehaviour(api_key="right-secret" if case == "401" else None, no_choices=case == "no choices",
+    behaviour = StubBehaviour(api_key="right-secret" if case == "401" else None, choices_until=0 if case == "no choices" else None,
                               delay=1.0 if case == "timeout" else 0.0)
     served = {"max_retries": 0, "timeout": 0.2 if case == "timeout" else 30,
               "model": "nope" if case == "wrong model" else "stub",

@@ -119,7 +119,7 @@ def test_the_context_comes_from_the_server_else_the_pool_and_fitting_says_which_
         bare = ServedEngine(expert(server.base_url, model="bare", max_model_len=999))
         assert bare.context_limit() == 999
         tokenizer = bare.load_tokenizer()
-        assert isinstance(tokenizer, ServerTokenizer) and bare.fitting.endswith("/tokenize")
+        assert isinstance(tokenizer, ServerTokenizer) and bare.fitting.startswith("the server's own tokenizer at http://127.0.0.1:")
         assert tokenizer.encode("three words here") and len(tokenizer.encode("three words here")) == 3
         assert bare.describe_setup()["server_model"] == "/models/bare"
 

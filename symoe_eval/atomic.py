@@ -1,11 +1,13 @@
 """Publishing files and folders that several processes may build at once (an assembled GGUF file,
 a de-quantized model copy): each builds in a scratch path of its own and renames it into place,
-the first to finish wins, and scratch paths of processes that died are cleared."""
+the first to finish wins, and scratch paths of processes that died are cleared. Output files
+replace what is at their path, a symlink included, without writing through it."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from pathlib import Path
 
 MARK = ".partial-"
@@ -47,3 +49,19 @@ def publish(scratch: Path, target: Path) -> None:
         if not target.exists():
             raise
         _remove(scratch)
+
+
+def replace_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to a new file beside ``path`` and rename it over ``path``: a symlink or hard
+    link at ``path`` is replaced, never written through, and a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(data)
+        os.chmod(scratch, 0o644)
+        os.replace(scratch, path)
+    except BaseException:
+        Path(scratch).unlink(missing_ok=True)
+        raise

@@ -9,6 +9,7 @@ come from our run summaries and lm-eval's own wall time.
 from __future__ import annotations
 
 import csv
+import io
 import textwrap
 from collections import Counter
 from pathlib import Path
@@ -19,6 +20,7 @@ from symoe_eval.analysis.compare import paired_scores
 from symoe_eval.errors import SymoeError
 from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
 from symoe_eval.analysis.stats import accuracy_ci, holm, mcnemar_exact
+from symoe_eval.atomic import replace_file
 
 ALPHA = 0.05
 
@@ -133,8 +135,8 @@ def render_markdown(tasks: list[str], rows: list[dict], note: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_csv(path: Path, tasks: list[str], rows: list[dict]) -> None:
-    with open(path, "w", newline="") as fh:
+def render_csv(tasks: list[str], rows: list[dict]) -> str:
+    with io.StringIO(newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["run", *(f"{t}{s}" for t in tasks for s in ("", "_ci_low", "_ci_high", "_n", "_mark")),
                          "macro_avg", *COST_COLUMNS])
@@ -144,14 +146,23 @@ def write_csv(path: Path, tasks: list[str], rows: list[dict]) -> None:
                 acc, low, high, n = r["cells"].get(t, (None, None, None, None))
                 values += [acc, low, high, n, r["marks"].get(t, "")]
             writer.writerow([r["run"], *values, r["macro"], *(r[key] for key in COST_COLUMNS)])
+        return fh.getvalue()
 
 
-def plot_accuracy(path: Path, tasks: list[str], rows: list[dict]) -> None:
+def pyplot():
+    """matplotlib's pyplot, drawing off screen, with text taken as text: a ``$`` in a run label or
+    an expert name is not TeX."""
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams["text.parse_math"] = False
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot_accuracy(path, tasks: list[str], rows: list[dict]) -> None:
+    plt = pyplot()
     width = 0.8 / max(1, len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 1.8 * len(tasks) + 0.6 * len(rows)), 4.5))
     for i, r in enumerate(rows):
@@ -175,23 +186,23 @@ def plot_accuracy(path: Path, tasks: list[str], rows: list[dict]) -> None:
 
 
 def recruitment_counts(run: Run) -> tuple[dict[str, Counter], dict[str, str]] | None:
-    """Experts recruited per task and the aggregator(s), from a symoe run's routing log."""
+    """Experts recruited per task and the aggregator(s), from a symoe run's routing log (rows
+    without a task and a list of experts are skipped)."""
     summary = run.summary or {}
-    log_path = summary.get("routing_log")
-    if summary.get("method") != "symoe" or not log_path or not Path(log_path).is_file():
+    if summary.get("method") != "symoe" or run.routing_log is None:
         return None
     counts: dict[str, Counter] = {}
-    for row in read_jsonl(Path(log_path)):
-        counts.setdefault(row["task"], Counter()).update(row["experts"])
-    return counts, summary.get("aggregators", {})
+    for row in read_jsonl(run.routing_log):
+        if isinstance(row.get("experts"), list) and "task" in row:
+            counts.setdefault(str(row["task"]), Counter()).update(map(str, row["experts"]))
+    aggregators = summary.get("aggregators")
+    if not counts:
+        return None
+    return counts, {str(k): str(v) for k, v in aggregators.items()} if isinstance(aggregators, dict) else {}
 
 
-def plot_recruitment(path: Path, label: str, counts: dict[str, Counter], aggregators: dict[str, str]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+def plot_recruitment(path, label: str, counts: dict[str, Counter], aggregators: dict[str, str]) -> None:
+    plt = pyplot()
     tasks = sorted(counts)
     experts = sorted({e for c in counts.values() for e in c})
     grid = np.array([[counts[t][e] / max(1, sum(counts[t].values())) for t in tasks] for e in experts])
@@ -218,13 +229,19 @@ def build_leaderboard(root: str | Path, out_dir: str | Path | None = None, basel
     out.mkdir(parents=True, exist_ok=True)
     tasks, rows = build_table(runs, baseline)
     written = {"markdown": out / "leaderboard.md", "csv": out / "leaderboard.csv", "accuracy_plot": out / "accuracy.png"}
-    written["markdown"].write_text(render_markdown(tasks, rows, note))
-    write_csv(written["csv"], tasks, rows)
-    plot_accuracy(written["accuracy_plot"], tasks, rows)
+    replace_file(written["markdown"], render_markdown(tasks, rows, note).encode("utf-8", "replace"))
+    replace_file(written["csv"], render_csv(tasks, rows).encode("utf-8", "replace"))
+    replace_file(written["accuracy_plot"], png_bytes(plot_accuracy, tasks, rows))
     for i, r in enumerate(rows):
         found = recruitment_counts(r["run_obj"])
         if found:
-            path = out / f"recruitment_{i}.png"
-            plot_recruitment(path, r["run"], *found)
-            written[f"recruitment_{i}"] = path
+            written[f"recruitment_{i}"] = out / f"recruitment_{i}.png"
+            replace_file(written[f"recruitment_{i}"], png_bytes(plot_recruitment, r["run"], *found))
     return written
+
+
+def png_bytes(plot, *args) -> bytes:
+    """A plot function drawn into memory."""
+    buffer = io.BytesIO()
+    plot(buffer, *args)
+    return buffer.getvalue()

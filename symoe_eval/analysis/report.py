@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
+import logging
 import math
 import re
 from importlib import resources
 from pathlib import Path
 
-from symoe_eval.analysis.leaderboard import COST_COLUMNS, build_table, plot_accuracy, plot_recruitment, recruitment_counts
+from symoe_eval.analysis.leaderboard import (COST_COLUMNS, build_table, plot_accuracy, plot_recruitment, png_bytes,
+                                              recruitment_counts)
 from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
+from symoe_eval.atomic import replace_file
 from symoe_eval.errors import SymoeError
+
+log = logging.getLogger(__name__)
 
 QUESTION_FIELDS = ("question", "Question", "problem", "Problem", "input", "text")
 SUBJECT_FIELDS = ("category", "subject", "src")
@@ -30,9 +34,7 @@ SUBJECT_FIELDS = ("category", "subject", "src")
 
 def png_data_uri(plot, *args) -> str:
     """A plot function of the leaderboard drawn into memory, as a ``data:`` URI."""
-    buffer = io.BytesIO()
-    plot(buffer, *args)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(png_bytes(plot, *args)).decode()
 
 
 def _number(value):
@@ -66,38 +68,60 @@ def answer_is_right(answer: str, gold: str) -> bool | None:
     return False if re.fullmatch(r"[A-J]", gold.strip()) else None
 
 
-def _said(who: str, answer: str, text: str, gold: str) -> dict:
-    return {"who": who, "answer": answer, "text": text, "right": answer_is_right(answer, gold) if gold else None}
+def text_list(value) -> list[str] | None:
+    """A logged list as strings; anything else as one string (a run folder's files are untrusted)."""
+    if value is None:
+        return None
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _said(response, gold: str) -> dict:
+    response = response if isinstance(response, dict) else {"text": response}
+    answer = str(response.get("answer", ""))
+    return {"who": str(response.get("expert", "?")), "answer": answer, "text": str(response.get("text", "")),
+            "right": answer_is_right(answer, gold) if gold else None}
 
 
 def routing_rows(run: Run) -> dict[tuple[str, int], list[dict]]:
-    """A run's routing-log rows by (task, doc_id), repeats in order; empty for other models."""
-    path = (run.summary or {}).get("routing_log")
-    if not path or not Path(path).is_file():
+    """A run's routing-log rows by (task, doc_id), repeats in order; empty for other models. Rows
+    without a task and an integer doc_id are skipped and counted."""
+    if run.routing_log is None:
         return {}
     found: dict[tuple[str, int], list[dict]] = {}
-    for row in read_jsonl(Path(path)):
-        found.setdefault((row["task"], int(row["doc_id"])), []).append(row)
-    return {key: sorted(rows, key=lambda r: r.get("repeat", 0)) for key, rows in found.items()}
+    skipped = 0
+    for row in read_jsonl(run.routing_log):
+        try:
+            found.setdefault((str(row["task"]), int(row["doc_id"])), []).append(row)
+        except (KeyError, ValueError, TypeError):
+            skipped += 1
+    if skipped:
+        log.warning("%s: skipped %d row(s) without a task and doc_id", run.routing_log, skipped)
+    order = lambda r: r.get("repeat") if isinstance(r.get("repeat"), int) else 0  # noqa: E731
+    return {key: sorted(rows, key=order) for key, rows in found.items()}
 
 
-def method_rounds(row: dict) -> list[tuple[str, list[dict]]]:
+def method_rounds(row: dict) -> list[tuple[str, list]]:
     """A routing-log row's responses as named rounds: symoe's experts, MoA's layers, a
     discussion's rounds."""
     if "layers" in row:
-        return [(f"layer {i}", layer) for i, layer in enumerate(row["layers"], 1)]
+        return [(f"layer {i}", layer) for i, layer in enumerate(text_rounds(row["layers"]), 1)]
     if "rounds" in row:
-        return [(f"round {i}", answers) for i, answers in enumerate(row["rounds"])]
-    return [("experts", row.get("responses", []))]
+        return [(f"round {i}", answers) for i, answers in enumerate(text_rounds(row["rounds"]))]
+    responses = row.get("responses", [])
+    return [("experts", responses if isinstance(responses, list) else [responses])]
+
+
+def text_rounds(value) -> list[list]:
+    rounds = value if isinstance(value, list) else [value]
+    return [r if isinstance(r, list) else [r] for r in rounds]
 
 
 def _rounds(rows: list[dict], gold: str) -> list[dict]:
     shown = []
     for row in rows:
-        sample = f"sample {row.get('repeat', 0) + 1}: " if len(rows) > 1 else ""
+        sample = f"sample {order + 1}: " if len(rows) > 1 and isinstance(order := row.get("repeat", 0), int) else ""
         for name, responses in method_rounds(row):
-            said = [_said(r["expert"], r["answer"], r["text"], gold) for r in responses]
-            shown.append({"name": sample + name, "responses": said})
+            shown.append({"name": sample + name, "responses": [_said(r, gold) for r in responses]})
     return shown
 
 
@@ -107,14 +131,14 @@ def question_item(task: str, doc: int, samples, rows: list[dict], model: str) ->
     question, gold = _first(document, QUESTION_FIELDS), samples.targets.get(doc, "")
     texts = samples.texts.get(doc, [])
     first = rows[0] if rows else {}
-    answered_by = first.get("aggregator") or ("majority vote" if "votes" in first else model)
+    answered_by = str(first.get("aggregator") or ("majority vote" if "votes" in first else model))
     return {
         "task": task, "doc": doc, "subject": _first(document, SUBJECT_FIELDS), "question": question, "gold": gold,
         "answer": samples.answers.get(doc, ""), "score": samples.scores[doc],
-        "final": {"who": answered_by, "text": texts[0] if texts else first.get("final_text", "")},
-        "keywords": first.get("keywords"), "mapped": first.get("mapped_keywords"),
-        "fallback": first.get("fallback"), "consensus": first.get("consensus"),
-        "experts": first.get("experts", []), "votes": first.get("votes"),
+        "final": {"who": answered_by, "text": str(texts[0] if texts else first.get("final_text", ""))},
+        "keywords": text_list(first.get("keywords")), "mapped": text_list(first.get("mapped_keywords")),
+        "fallback": None if first.get("fallback") is None else str(first["fallback"]), "consensus": bool(first.get("consensus")),
+        "experts": text_list(first.get("experts")) or [], "votes": text_list(first.get("votes")),
         "rounds": _rounds(rows, gold),
     }
 
@@ -124,7 +148,7 @@ def run_data(run: Run, label: str) -> dict:
     logged = routing_rows(run)
     items = [question_item(task, doc, samples, logged.get((task, doc), []), run.model)
              for task, samples in sorted(run.tasks.items()) for doc in sorted(samples.scores)]
-    return {"label": label, "model": run.model, "method": (run.summary or {}).get("method", run.model),
+    return {"label": label, "model": run.model, "method": str((run.summary or {}).get("method", run.model)),
             "results": str(run.results_path), "questions": items}
 
 
@@ -141,14 +165,22 @@ def page_asset(name: str) -> str:
     return resources.files("symoe_eval.analysis").joinpath("page", name).read_text(encoding="utf-8")
 
 
+# Inside <script>, JSON must not hold "<" (neither "</script" nor "<!--" may start there), and
+# U+2028/9 end lines in older script parsers; "\\uXXXX" reads back as the same text.
+SCRIPT_SAFE = {ord("<"): "\\u003c", ord(">"): "\\u003e", ord("&"): "\\u0026", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+
+
+def script_json(data) -> str:
+    """``data`` as JSON that is safe inside a ``<script>`` element whatever text it holds."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).translate(SCRIPT_SAFE)
+
+
 def render_page(data: dict) -> str:
-    """The template with its CSS, script and data inlined (``</`` escaped inside the JSON)."""
-    payload = json.dumps(data, ensure_ascii=False, separators=(",", ":")).replace("</", "<\\/")
-    page = page_asset("report.html")
-    for marker, text in (("/*CSS*/", page_asset("report.css")), ("/*JS*/", page_asset("report.js")),
-                         ("/*DATA*/", payload), ("<!--TITLE-->", html.escape(data["title"]))):
-        page = page.replace(marker, text, 1)
-    return page
+    """The template with its CSS, script, data and title inlined, in one pass (an inserted text is
+    never searched for markers)."""
+    parts = {"/*CSS*/": page_asset("report.css"), "/*JS*/": page_asset("report.js"),
+             "/*DATA*/": script_json(data), "<!--TITLE-->": html.escape(data["title"])}
+    return re.sub("|".join(map(re.escape, parts)), lambda m: parts[m.group(0)], page_asset("report.html"))
 
 
 def build_report(root: str | Path, out: str | Path | None = None, baseline: str | None = None, title: str | None = None,
@@ -165,6 +197,5 @@ def build_report(root: str | Path, out: str | Path | None = None, baseline: str 
         "runs": [run_data(r["run_obj"], r["run"]) for r in rows],
     }
     path = Path(out) if out else Path(root) / "report.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_page(data), encoding="utf-8")
+    replace_file(path, render_page(data).encode("utf-8", "replace"))
     return path

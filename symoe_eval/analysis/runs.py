@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,25 @@ from symoe_eval.analysis.runlog import answers_digest
 log = logging.getLogger(__name__)
 
 PATH_ARGS = ("profiles", "cache_dir", "log_dir", "pretrained", "gguf_file")
+SAFE_TASK = re.compile(r"\w[\w.+-]*")  # a task name that stays a file name inside the run folder
+SAFE_LOG_NAME = re.compile(r"routing_[\w.+-]+\.jsonl")
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def scrub(value):
+    """``value`` with lone surrogates (valid JSON, ``"\\ud800"``, but no text) as U+FFFD."""
+    if isinstance(value, str):
+        return LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    if isinstance(value, dict):
+        return {scrub(k): scrub(v) for k, v in value.items()}
+    return value
+
+
+def read_json(path: Path):
+    """A JSON file's value, lone surrogates scrubbed; ValueError when it is not JSON in UTF-8."""
+    return scrub(json.loads(path.read_bytes().decode("utf-8")))
 
 
 @dataclass
@@ -65,6 +85,18 @@ class Run:
     results: dict
     tasks: dict[str, TaskSamples]
     summary: dict | None = None  # our run summary (loads, calls, tokens, stage times), if any
+    summary_path: Path | None = None
+
+    @property
+    def routing_log(self) -> Path | None:
+        """Our routing log: the file the summary names, read only beside the summary itself (a
+        summary cannot point a reader at a file outside the run's folder)."""
+        named = (self.summary or {}).get("routing_log")
+        if not isinstance(named, str) or self.summary_path is None:
+            return None
+        name = Path(named.replace("\\", "/")).name
+        path = self.summary_path.parent / name
+        return path if SAFE_LOG_NAME.fullmatch(name) and path.is_file() else None
 
     @property
     def stamp(self) -> str:
@@ -95,20 +127,25 @@ class Run:
 
 def read_jsonl(path: Path) -> list[dict]:
     """Rows of a jsonlines file; a torn last line (a killed run) is skipped with a warning, any
-    other unreadable line is one error naming the file and the line. Rows end at "\n" alone:
-    lm-eval writes U+2028 and other line separators raw inside strings (GPQA has them)."""
-    lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")
+    other unreadable line (not UTF-8, not JSON, not an object) is one error naming the file and the
+    line. Rows end at "\n" alone: lm-eval writes U+2028 and other line separators raw inside
+    strings (GPQA has them)."""
+    lines = path.read_bytes().rstrip(b"\n").split(b"\n")
     rows = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
-        except ValueError as err:
+            row = json.loads(line.decode("utf-8"))
+        except (ValueError, RecursionError) as err:
             if number == len(lines):
                 log.warning("%s: skipped its torn last line %d (a killed run?)", path, number)
                 continue
-            raise SymoeError(f"{path}: line {number} is not JSON ({err.msg}); the file is damaged") from None
+            why = "not UTF-8" if isinstance(err, UnicodeDecodeError) else f"not JSON ({getattr(err, 'msg', type(err).__name__)})"
+            raise SymoeError(f"{path}: line {number} is {why}; the file is damaged") from None
+        if not isinstance(row, dict):
+            raise SymoeError(f"{path}: line {number} is a JSON {type(row).__name__}, not an object; the file is damaged")
+        rows.append(scrub(row) if b"\\u" in line else row)  # only an escape can make a lone surrogate
     return rows
 
 
@@ -120,39 +157,52 @@ def _first_of(value):
 
 
 def _read_samples(path: Path, metric: str, filter_name: str, available: list[str]) -> TaskSamples:
-    out = TaskSamples(metric, filter_name, available)
+    out, skipped = TaskSamples(metric, filter_name, available), 0
     for row in read_jsonl(path):
-        doc = int(row["doc_id"])
-        out.texts.setdefault(doc, [t for resp in row.get("resps", []) for t in (resp if isinstance(resp, list) else [resp])])
-        if row.get("filter", filter_name) != filter_name or metric not in row:
-            continue
-        out.scores[doc] = float(row[metric])
-        out.docs[doc] = row.get("doc") if isinstance(row.get("doc"), dict) else {}
-        out.answers[doc] = str(_first_of(row.get("filtered_resps")))
-        out.targets[doc] = str(_first_of(row.get("target")))
-        out.doc_hash[doc] = row.get("doc_hash", "")
-        out.prompt_hash[doc] = row.get("prompt_hash", "")
+        try:
+            _read_row(out, row, metric, filter_name)
+        except (KeyError, ValueError, TypeError):
+            skipped += 1
+    if skipped:
+        log.warning("%s: skipped %d row(s) without a readable doc_id or score", path, skipped)
     return out
+
+
+def _read_row(out: TaskSamples, row: dict, metric: str, filter_name: str) -> None:
+    doc = int(row["doc_id"])
+    resps = row.get("resps", [])
+    texts = [str(t) for resp in (resps if isinstance(resps, list) else [resps]) for t in (resp if isinstance(resp, list) else [resp])]
+    if row.get("filter", filter_name) != filter_name or metric not in row:
+        out.texts.setdefault(doc, texts)
+        return
+    score = float(row[metric])
+    out.texts.setdefault(doc, texts)
+    out.scores[doc] = score
+    out.docs[doc] = row.get("doc") if isinstance(row.get("doc"), dict) else {}
+    out.answers[doc] = str(_first_of(row.get("filtered_resps")))
+    out.targets[doc] = str(_first_of(row.get("target")))
+    out.doc_hash[doc] = str(row.get("doc_hash", ""))
+    out.prompt_hash[doc] = str(row.get("prompt_hash", ""))
 
 
 def run_digest(tasks: dict[str, TaskSamples]) -> str:
     return answers_digest((task, doc, text) for task, s in tasks.items() for doc, texts in s.texts.items() for text in texts)
 
 
-def _summary_for(results_path: Path, model: str, digest: str) -> dict | None:
-    """Our run summary of this run, in the results folder or the --output_path folder above it:
-    the one whose ``answers_digest`` matches the texts in the run's samples (never by time, so a
-    folder of several runs credits each with its own cost)."""
+def _summary_for(results_path: Path, model: str, digest: str) -> tuple[dict | None, Path | None]:
+    """Our run summary of this run and its path, in the results folder or the --output_path
+    folder above it: the one whose ``answers_digest`` matches the texts in the run's samples
+    (never by time, so a folder of several runs credits each with its own cost)."""
     for folder in (results_path.parent, results_path.parent.parent):
         for path in sorted(folder.glob("routing_summary_*.json")):
             try:
-                summary = json.loads(path.read_text())
+                summary = read_json(path)
             except ValueError:
-                log.warning("%s: not JSON; ignored", path)
+                log.warning("%s: not JSON in UTF-8; ignored", path)
                 continue
-            if summary.get("method") == model and summary.get("answers_digest") == digest:
-                return summary
-    return None
+            if isinstance(summary, dict) and summary.get("method") == model and summary.get("answers_digest") == digest:
+                return summary, path
+    return None, None
 
 
 def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None,
@@ -174,12 +224,18 @@ def load_run(path: str | Path, metric: str | None = None, filter_name: str | Non
     if not path.is_file():
         raise SymoeError(f"{path} does not exist")
     try:
-        results = json.loads(path.read_text())
+        results = read_json(path)
     except ValueError as err:
-        raise SymoeError(f"{path} is not JSON ({err.msg} at line {err.lineno}); the run did not finish writing it") from None
+        where = f" at line {err.lineno}" if isinstance(err, json.JSONDecodeError) else ""
+        raise SymoeError(f"{path} is not JSON in UTF-8{where}; the run did not finish writing it") from None
+    if not isinstance(results, dict) or not isinstance(results.get("results", {}), dict):
+        raise SymoeError(f"{path} is not an lm-eval results file (no 'results' mapping)")
     stamp = path.stem.removeprefix("results_")
     tasks = {}
     for task, task_results in results.get("results", {}).items():
+        if not SAFE_TASK.fullmatch(task) or not isinstance(task_results, dict):
+            log.warning("%s: task %r skipped (not a plain task name with its results)", path, task[:80])
+            continue
         samples = path.parent / f"samples_{task}_{stamp}.jsonl"
         if not samples.is_file():
             continue  # a group's aggregate, or a run without --log_samples
@@ -190,10 +246,11 @@ def load_run(path: str | Path, metric: str | None = None, filter_name: str | Non
             tasks[task] = TaskSamples(metric or "exact_match", filter_name or "?", available)
         else:
             tasks[task] = _read_samples(samples, *chosen, available)
-    config = results.get("config", {})
+    config = results.get("config") if isinstance(results.get("config"), dict) else {}
     model = str(config.get("model", "?"))
     args = config.get("model_args") or {}
-    return Run(path, model, args, results, tasks, _summary_for(path, model, run_digest(tasks)) if tasks else None)
+    summary, summary_path = _summary_for(path, model, run_digest(tasks)) if tasks else (None, None)
+    return Run(path, model, args, results, tasks, summary, summary_path)
 
 
 def find_runs(root: str | Path, metric: str | None = None, filter_name: str | None = None) -> list[Run]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from symoe_eval.errors import SymoeError
+from symoe_eval.pools.schema import check_name
 
 PROFILE_FILE = "profile.json"
 REPORT_FILE = "report.md"
@@ -134,7 +135,8 @@ def choose_aggregator(scores: dict[str, float], profiles: dict[str, ExpertProfil
 
 
 def profile_dir(root: Path, pool: str, task: str) -> Path:
-    return Path(root) / pool / task
+    """``root/pool/task``; names that would leave ``root`` are refused."""
+    return Path(root) / check_name(pool, "pool name", "profile") / check_name(task, "task name", "profile")
 
 
 def save_profile(profile: TaskProfile, root: Path, report: str) -> Path:
@@ -162,8 +164,8 @@ def load_profile(root: Path, pool: str, task: str) -> TaskProfile:
             except KeyError as err:
                 raise SymoeError(f"{path} is not a valid profile: field '{err.args[0]}' is missing; "
                                  "rebuild it with symoe profile") from None
-            except (ValueError, TypeError) as err:
-                raise SymoeError(f"{path} is not a valid profile ({err}); rebuild it with symoe profile") from None
+            except (ValueError, TypeError, AttributeError) as err:
+                raise SymoeError(f"{path} is not a valid profile ({type(err).__name__}: {err}); rebuild it with symoe profile") from None
     raise SymoeError(
         f"no profile for task '{base_task(task)}' and pool '{pool}' under {root}; build it with: "
         f"symoe profile --pool {pool} --task {base_task(task)} --profiles {root}"

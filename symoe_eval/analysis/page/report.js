@@ -20,6 +20,8 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+// Any field may hold another type than the writer's (a run folder is untrusted): shown as text.
+const list = (v) => (Array.isArray(v) ? v.map(String) : v === null || v === undefined ? [] : [String(v)]);
 const pct = (x) => (x === null || x === undefined ? "-" : (100 * x).toFixed(1) + "%");
 const verdict = (right) => (right === null || right === undefined ? "" : right ? "\u2713" : "\u2717");
 const verdictClass = (right) => (right === null || right === undefined ? "" : right ? "right" : "wrong");
@@ -79,7 +81,8 @@ function renderPlots() {
 // ------------------------------------------------------------------ explorer
 
 const run = () => DATA.runs[state.run];
-const everyone = (q) => new Set([...q.experts, ...q.rounds.flatMap((r) => r.responses.map((s) => s.who))]);
+const arrayOf = (v) => (Array.isArray(v) ? v : []);
+const everyone = (q) => new Set([...list(q.experts), ...arrayOf(q.rounds).flatMap((r) => arrayOf(r.responses).map((s) => String(s.who)))]);
 
 function fillSelect(id, values, allLabel) {
   const select = $(id), kept = select.value;
@@ -116,7 +119,7 @@ function renderRecruitment(questions) {
   const counts = {}, experts = new Set();
   for (const q of questions) {
     counts[q.task] = counts[q.task] || {};
-    for (const e of q.experts) { counts[q.task][e] = (counts[q.task][e] || 0) + 1; experts.add(e); }
+    for (const e of list(q.experts)) { counts[q.task][e] = (counts[q.task][e] || 0) + 1; experts.add(e); }
   }
   const tasks = Object.keys(counts).sort(), names = [...experts].sort();
   $("recruitment-box").hidden = names.length === 0;
@@ -136,7 +139,7 @@ function fact(key, ...value) {
   return el("div", { class: "facts" }, el("span", { class: "k" }, key + ": "), ...value);
 }
 
-const tags = (values) => (values && values.length ? values.map((v) => el("span", { class: "tag" }, v)) : "(none)");
+const tags = (values) => (list(values).length ? list(values).map((v) => el("span", { class: "tag" }, v)) : "(none)");
 
 function detail(q) {
   const parts = [el("h4", {}, "Question"), el("pre", {}, q.question)];
@@ -144,9 +147,9 @@ function detail(q) {
     parts.push(fact("keywords", tags(q.keywords)), fact("mapped keywords", tags(q.mapped)));
     parts.push(fact("fallback", q.fallback || "no (recruited by keywords)"));
   }
-  if (q.experts.length) parts.push(fact("recruited", tags(q.experts)));
+  if (list(q.experts).length) parts.push(fact("recruited", tags(q.experts)));
   if (q.consensus) parts.push(fact("consensus", "every expert gave the same answer; no aggregator call"));
-  for (const round of q.rounds) parts.push(el("h4", {}, round.name), round.responses.map(said));
+  for (const round of arrayOf(q.rounds)) parts.push(el("h4", {}, round.name), arrayOf(round.responses).map(said));
   if (q.votes) parts.push(fact("votes", tags(q.votes)));
   parts.push(el("h4", {}, "Final answer (" + q.final.who + ")"), el("pre", {}, q.final.text));
   parts.push(fact("answer read", el("span", { class: q.answer === INVALID ? "invalid" : q.score > 0 ? "right" : "wrong" }, q.answer)),
@@ -160,7 +163,7 @@ function questionRow(q, index) {
   const row = el("tr", { class: "q" + (open ? " open" : ""), "data-index": index, "data-key": key,
     onclick: () => { open ? state.open.delete(key) : state.open.add(key); renderQuestions(); } },
     el("td", {}, q.task), el("td", {}, q.doc), el("td", {}, q.subject), el("td", { class: "question" }, short),
-    el("td", {}, q.experts.join(", ")), el("td", { class: q.answer === INVALID ? "invalid" : "" }, q.answer),
+    el("td", {}, list(q.experts).join(", ")), el("td", { class: q.answer === INVALID ? "invalid" : "" }, q.answer),
     el("td", {}, q.gold), el("td", { class: q.score > 0 ? "right" : "wrong" }, q.score > 0 ? "\u2713" : "\u2717"));
   return open ? [row, detail(q)] : [row];
 }

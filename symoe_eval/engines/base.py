@@ -88,6 +88,7 @@ class EngineStats:
     generated_tokens: int = 0
     generate_seconds: float = 0.0
     truncated_prompts: int = 0
+    adapter_switches: int = 0  # a LoRA expert's adapter made active on a resident base: not a load
 
     def add(self, other: "EngineStats") -> None:
         for f in fields(self):
@@ -102,7 +103,9 @@ class EngineStats:
         self.cached_tokens += hit.num_tokens
 
     def as_dict(self) -> dict:
-        return {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        """The counts as a run summary writes them; ``adapter_switches`` only where a model has adapters."""
+        return {k: round(v, 2) if isinstance(v, float) else v for k, v in asdict(self).items()
+                if k != "adapter_switches" or v}
 
 
 class Engine(ABC):
@@ -159,8 +162,14 @@ class Engine(ABC):
     def loaded(self) -> bool:
         return self._loaded
 
-    def _load(self) -> None:
-        """Bring the model into memory (nothing to do for an engine without weights)."""
+    @property
+    def residency(self) -> str:
+        """What this engine's model occupies when loaded (experts that share a base share it)."""
+        return self.expert.residency
+
+    def _load(self) -> bool | None:
+        """Bring the model into memory (nothing to do for an engine without weights); False when
+        nothing new was loaded (a LoRA expert whose base was already resident)."""
 
     def _unload(self) -> None:
         """Free what ``_load`` took."""
@@ -176,10 +185,10 @@ class Engine(ABC):
 
     def load(self) -> None:
         start = time.perf_counter()
-        self._load()
+        fresh = self._load() is not False
         self._loaded = True
         self._setup = self.describe_setup()
-        if self.holds_memory:  # a served model's "load" checks the server; it loads nothing
+        if self.holds_memory and fresh:  # a served model's "load" checks the server; it loads nothing
             self.stats.loads += 1
             self.stats.load_seconds += time.perf_counter() - start
         log.info("loaded %s (%s) in %.1fs", self.expert.name, self.name, time.perf_counter() - start)

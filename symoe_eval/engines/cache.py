@@ -38,6 +38,8 @@ def request_key(expert: ExpertSpec, request: GenerationRequest) -> str:
         "params": asdict(request.params),
         "sample": request.sample_index,
     }
+    if expert.adapter:  # a LoRA expert: its adapter's weights too
+        payload["adapter"] = expert.adapter.sha256
     if expert.served:  # a server that now serves another model is not read from the old entries
         payload["served"] = [expert.served.base_url.rstrip("/"), expert.served.model]
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import inspect
 import logging
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import (
@@ -24,7 +25,7 @@ from symoe_eval.engines.base import (
 from symoe_eval.engines.batching import micro_batches
 from symoe_eval.errors import SymoeError
 from symoe_eval.pools.schema import ExpertSpec
-from symoe_eval.pools.weights import loadable_weights, model_context_length, resolve_weights
+from symoe_eval.pools.weights import loadable_weights, model_context_length, resolve_adapter, resolve_weights
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +89,26 @@ class RowSampler:
         return out.scatter(-1, drawn, 0.0)
 
 
+UNSET = "<unset>"  # a shared model's active adapter after one was attached: set before the next use
+
+
+@dataclass
+class SharedModel:
+    """A model held in this process, with the experts using it and the adapters attached to it."""
+
+    model: object
+    users: set[str] = field(default_factory=set)
+    adapters: set[str] = field(default_factory=set)
+    active: str | None = None  # the active adapter; None: the base itself
+
+
 class HFEngine(Engine):
-    """transformers on CPU or GPU: the fallback wherever vLLM cannot run."""
+    """transformers on CPU or GPU: the fallback wherever vLLM cannot run. Experts that share a
+    base (LoRA experts and the base itself) share one copy of it in this process."""
 
     name = "hf"
     auto_priority = 0
+    resident: dict[tuple, SharedModel] = {}  # by base weights and device, for every HFEngine of this process
 
     def __init__(self, expert: ExpertSpec, **kwargs):
         super().__init__(expert, **kwargs)
@@ -137,7 +153,26 @@ class HFEngine(Engine):
             self.tokenizer = tokenizer
         return self.tokenizer
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """The model from the weights its residency names, shared in this process by every expert
+        on the same base (a LoRA expert attaches its adapter to it); False when it was resident."""
+        shared = self.resident.get(self._resident_key())
+        fresh = shared is None
+        if fresh:
+            shared = self.resident[self._resident_key()] = SharedModel(self._load_weights())
+        shared.users.add(self.expert.name)
+        self.model = shared.model
+        if self.expert.adapter is not None:
+            self._attach_adapter(shared)
+        self.load_tokenizer()
+        self._eos_ids = self._end_ids()
+        return fresh
+
+    def _resident_key(self) -> tuple:
+        """One shared model per base, its weights and where and how it runs."""
+        return self.residency, self.expert.source, self.device_request, self.expert.engine_kwargs.get("dtype")
+
+    def _load_weights(self):
         import torch
         from transformers import AutoModelForCausalLM
 
@@ -150,11 +185,35 @@ class HFEngine(Engine):
             model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **self._common_kwargs(), **self.backend_kwargs)
         except Exception as err:  # any loader failure becomes one line naming the expert
             raise load_error(self.expert.name, where, err) from err
-        self.load_tokenizer()
-        self.model = model.to(device).eval()
-        self._eos_ids = self._end_ids()
         torch.set_grad_enabled(False)
-        log.info("%s on %s in %s", self.expert.name, device, dtype)
+        log.info("%s on %s in %s", self.residency, device, dtype)
+        return model.to(device).eval()
+
+    def _attach_adapter(self, shared: "SharedModel") -> None:
+        """This expert's peft adapter on the shared base, once (transformers' peft integration)."""
+        if self.expert.name in shared.adapters:
+            return
+        folder = resolve_adapter(self.expert)
+        try:
+            self.model.load_adapter(folder, adapter_name=self.expert.name)
+        except Exception as err:  # a wrong base, rank or file: one line
+            raise load_error(self.expert.name, f"adapter {folder}", err) from err
+        shared.adapters.add(self.expert.name)
+        shared.active = UNSET  # which adapter load_adapter leaves active is transformers' business
+
+    def _activate(self) -> None:
+        """Make this expert's adapter (or none, for the base itself) the active one on the shared model."""
+        shared = self.resident[self._resident_key()]
+        wanted = self.expert.name if self.expert.adapter is not None else None
+        if shared.active == wanted:
+            return
+        if wanted is None:
+            self.model.disable_adapters()
+        else:
+            self.model.enable_adapters()
+            self.model.set_adapter(wanted)
+        shared.active = wanted
+        self.stats.adapter_switches += 1
 
     def describe_setup(self) -> dict:
         import torch
@@ -162,7 +221,8 @@ class HFEngine(Engine):
 
         return {**super().describe_setup(), "version": f"transformers {transformers.__version__}, torch {torch.__version__}",
                 "dtype": str(self.model.dtype).removeprefix("torch."), "device": str(self.model.device),
-                "threads": torch_threads(None)}
+                "threads": torch_threads(None),
+                **({"base": self.expert.base, "adapter_sha256": self.expert.adapter.sha256} if self.expert.adapter else {})}
 
     def _end_ids(self) -> list[int]:
         vocab = self.tokenizer.get_vocab()
@@ -176,6 +236,11 @@ class HFEngine(Engine):
     def _unload(self) -> None:
         import torch
 
+        shared = self.resident.get(self._resident_key())
+        if shared is not None:
+            shared.users.discard(self.expert.name)
+            if not shared.users:  # the last expert on this base: free it
+                del self.resident[self._resident_key()]
         self.model = None  # the tokenizer stays: it is small and prompt fitting reuses it
         gc.collect()
         if torch.cuda.is_available():
@@ -191,6 +256,7 @@ class HFEngine(Engine):
     def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         prompts = [chat_token_ids(self.tokenizer, r) for r in requests]  # made once per request
         for batch in micro_batches(requests, self.batch_size):  # seeds are per row: they do not split batches
+            self._activate()  # each batch: another expert on the same base may have run in between
             texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params,
                                          [requests[i].seed for i in batch])
             yield from zip(batch, texts)

@@ -188,20 +188,33 @@ class Scheduler(StageScheduler):
         return self.engines[model]
 
     def _sync_loaded(self) -> None:
-        """The models that take room here, oldest first (served ones take none)."""
-        resident = {m for m, e in self.engines.items() if e.loaded and e.holds_memory}
-        self._loaded_order = [m for m in self._loaded_order if m in resident]
-        self._loaded_order += [m for m in self.engines if m in resident and m not in self._loaded_order]
+        """What takes room here, oldest first: the residencies of loaded models (experts on one
+        base share one; served ones take none)."""
+        resident = {e.residency for e in self.engines.values() if e.loaded and e.holds_memory}
+        self._loaded_order = [r for r in self._loaded_order if r in resident]
+        self._loaded_order += [e.residency for e in self.engines.values() if e.residency in resident
+                               and e.residency not in self._loaded_order]
+
+    def _loaded_models(self) -> list[str]:
+        """Loaded models by their residency's age, oldest first."""
+        loaded = [m for m, e in self.engines.items() if e.loaded and e.holds_memory]
+        return sorted(loaded, key=lambda m: self._loaded_order.index(self.engines[m].residency))
 
     def _needs_load(self, model: str, requests: list[GenerationRequest]) -> bool:
         engine = self.engine(model)
         return engine.holds_memory and not engine.loaded and engine.pending(requests) > 0
 
     def _make_room(self, model: str, upcoming: list[str]) -> None:
+        """Unload what sits farthest from use until ``model`` fits; a model whose base is resident
+        needs no room."""
         self._sync_loaded()
-        while len(self._loaded_order) >= self.max_loaded:
-            victim = pick_victim([m for m in self._loaded_order if m != model], upcoming)
-            self.engines[victim].unload()
+        mine = self.engine(model).residency
+        needed_next = [self.engine(m).residency for m in upcoming]
+        while mine not in self._loaded_order and len(self._loaded_order) >= self.max_loaded:
+            victim = pick_victim(self._loaded_order, needed_next)
+            for engine in self.engines.values():
+                if engine.loaded and engine.residency == victim:
+                    engine.unload()
             self._loaded_order.remove(victim)
 
     def run(self, stage: str, calls: Sequence[Call], later=()) -> dict[Hashable, Completion]:
@@ -210,7 +223,7 @@ class Scheduler(StageScheduler):
         for call in calls:
             groups.setdefault(call.expert, []).append(call)
         self._sync_loaded()
-        order = order_groups(list(groups), self._loaded_order, later, self.max_loaded)
+        order = order_groups(list(groups), self._loaded_models(), later, self.max_loaded)
         upcoming_models = [m for following in following_stages(later) for m in following]
         report = StageReport(stage, calls=len(calls), order=order)
         results: dict[Hashable, Completion] = {}

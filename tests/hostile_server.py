@@ -5,11 +5,12 @@ so the engine meets what a broken, slow, lying or malicious server does. Every l
 from __future__ import annotations
 
 import json
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Callable
+
+from openai_stub import LoopbackServer
 
 MOST_SECONDS = 30.0  # no scripted reply runs longer than this
 
@@ -94,25 +95,12 @@ class Handler(BaseHTTPRequestHandler):
         self._answer("POST")
 
 
-class HostileServer:
+class HostileServer(LoopbackServer):
     """``with HostileServer(script) as server:``; ``script(handler, path, body)`` returns the Reply."""
 
     def __init__(self, script: Callable[[Handler, str, dict | None], Reply]):
         self.seen: list = []
-        handler = type("Scripted", (Handler,), {"script": staticmethod(script), "seen": self.seen})
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.httpd.daemon_threads = True
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.base_url = self.origin + "/v1"
+        super().__init__(type("Scripted", (Handler,), {"script": staticmethod(script), "seen": self.seen}))
 
     def posts(self, path: str) -> int:
         return sum(1 for method, p, _, _ in self.seen if method == "POST" and p == path)
-
-    def __enter__(self) -> "HostileServer":
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        return False

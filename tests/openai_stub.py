@@ -116,16 +116,17 @@ class Handler(BaseHTTPRequestHandler):
                 b.in_flight -= 1
 
 
-class StubServer:
-    """``with StubServer() as server:`` serves on ``server.base_url`` until the block ends."""
+class LoopbackServer:
+    """An HTTP server of ``handler`` on a free port of 127.0.0.1, serving in a thread while a
+    ``with`` block runs: ``base_url`` ends in /v1."""
 
-    def __init__(self, behaviour: StubBehaviour | None = None):
-        self.behaviour = behaviour or StubBehaviour()
-        handler = type("BoundHandler", (Handler,), {"behaviour": self.behaviour})
+    def __init__(self, handler):
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.base_url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.httpd.daemon_threads = True
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self.base_url = self.origin + "/v1"
 
-    def __enter__(self) -> "StubServer":
+    def __enter__(self):
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
         return self
 
@@ -133,3 +134,11 @@ class StubServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         return False
+
+
+class StubServer(LoopbackServer):
+    """``with StubServer() as server:`` serves on ``server.base_url`` until the block ends."""
+
+    def __init__(self, behaviour: StubBehaviour | None = None):
+        self.behaviour = behaviour or StubBehaviour()
+        super().__init__(type("BoundHandler", (Handler,), {"behaviour": self.behaviour}))

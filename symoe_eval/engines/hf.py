@@ -92,6 +92,20 @@ class RowSampler:
 UNSET = "<unset>"  # a shared model's active adapter after one was attached: set before the next use
 
 
+def use_adapter(model, name: str | None) -> None:
+    """Make adapter ``name`` the active one on every peft layer of ``model`` (None: every adapter
+    off, the base itself), as transformers' ``set_adapter`` and ``disable_adapters`` do, without
+    their gate on peft >= 0.22 (transformers 5.25 asks for it; PyPI's newest peft is 0.21.2, whose
+    layers do the same work)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in model.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.enable_adapters(name is not None)
+            if name is not None:
+                module.set_adapter(name)
+
+
 @dataclass
 class SharedModel:
     """A model held in this process, with the experts using it and the adapters attached to it."""
@@ -207,11 +221,7 @@ class HFEngine(Engine):
         wanted = self.expert.name if self.expert.adapter is not None else None
         if shared.active == wanted:
             return
-        if wanted is None:
-            self.model.disable_adapters()
-        else:
-            self.model.enable_adapters()
-            self.model.set_adapter(wanted)
+        use_adapter(self.model, wanted)
         shared.active = wanted
         self.stats.adapter_switches += 1
 

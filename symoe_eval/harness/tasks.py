@@ -140,12 +140,14 @@ def _medmcqa_from_hub() -> dict[str, list[dict]]:
     }
 
 
-def _demo_from_package() -> dict[str, list[dict]]:
-    """The demo task's questions, written by this project and shipped beside the task YAMLs."""
-    from symoe_eval.paths import tasks_dir
+def _from_package(file_name: str) -> Callable[[], dict[str, list[dict]]]:
+    """A task's questions written by this project and shipped beside the task YAMLs."""
+    def read() -> dict[str, list[dict]]:
+        from symoe_eval.paths import tasks_dir
 
-    rows = json.loads((tasks_dir() / DEMO_FILE).read_text())
-    return {split: [record(r["question"], r["gold_answer"], r["category"]) for r in rows[split]] for split in ("train", "test")}
+        rows = json.loads((tasks_dir() / file_name).read_text())
+        return {split: [record(r["question"], r["gold_answer"], r["category"]) for r in rows[split]] for split in ("train", "test")}
+    return read
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,6 @@ class Benchmark:
     packaged: bool = False  # always read from package data, never from a data folder
 
 
-DEMO_FILE = "symoe_demo.json"
 BENCHMARKS = {
     b.key: b
     for b in (
@@ -164,7 +165,9 @@ BENCHMARKS = {
         Benchmark("gpqa", "GPQA", _gpqa_from_hub),
         Benchmark("aime24", "AIME24", _aime_from_hub),
         Benchmark("medmcqa", "MedMCQA", _medmcqa_from_hub),
-        Benchmark("demo", "Demo", _demo_from_package, packaged=True),
+        Benchmark("demo", "Demo", _from_package("symoe_demo.json"), packaged=True),
+        # four skills the specialists pool's LoRA adapters learned (scripts/build_specialists.py)
+        Benchmark("skills", "Skills", _from_package("symoe_skills.json"), packaged=True),
     )
 }
 

@@ -129,7 +129,10 @@ def test_an_adapter_for_another_shape_is_one_line(tiny_cpu_weights, tmp_path):
     wrong = {"name": "wrong", "model": "m", "base": "smollm2-135m",
              "adapter": {"path": "adapters/x", "sha256": specialists.expert("smollm2-addition").adapter.sha256}}
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({"name": "p", "experts": [base, wrong]}))
+    from symoe_eval.engines.hf import HFEngine
+
     engine = make_engine(load_pool(str(tmp_path / "p.yaml")).expert("wrong"), "hf")
     with pytest.raises(SymoeError, match="expert 'wrong' failed to load from adapter") as err:
         engine.load()
     assert "\n" not in str(err.value)
+    assert HFEngine.resident == {}  # the base it loaded is not left behind

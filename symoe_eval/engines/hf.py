@@ -176,8 +176,12 @@ class HFEngine(Engine):
             shared = self.resident[self._resident_key()] = SharedModel(self._load_weights())
         shared.users.add(self.expert.name)
         self.model = shared.model
-        if self.expert.adapter is not None:
-            self._attach_adapter(shared)
+        try:
+            if self.expert.adapter is not None:
+                self._attach_adapter(shared)
+        except SymoeError:
+            self._unload()  # a failed load leaves nothing resident
+            raise
         self.load_tokenizer()
         self._eos_ids = self._end_ids()
         return fresh

@@ -205,6 +205,27 @@ def _summary_for(results_path: Path, model: str, digest: str) -> tuple[dict | No
     return None, None
 
 
+def _read_tasks(path: Path, task_results: dict, metric: str | None, filter_name: str | None) -> dict[str, TaskSamples]:
+    """Each task's samples beside the results file ``path``, scored as ``choose_scoring`` says."""
+    stamp = path.stem.removeprefix("results_")
+    tasks = {}
+    for task, found in task_results.items():
+        if not SAFE_TASK.fullmatch(task) or not isinstance(found, dict):
+            log.warning("%s: task %r skipped (not a plain task name with its results)", path, task[:80])
+            continue
+        samples = path.parent / f"samples_{task}_{stamp}.jsonl"
+        if not samples.is_file():
+            continue  # a group's aggregate, or a run without --log_samples
+        pairs = metric_filters(found)
+        available = [f"{m},{f}" for m, f in pairs]
+        chosen = choose_scoring(pairs, metric, filter_name)
+        if chosen is None:
+            tasks[task] = TaskSamples(metric or "exact_match", filter_name or "?", available)
+        else:
+            tasks[task] = _read_samples(samples, *chosen, available)
+    return tasks
+
+
 def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None,
              pick: str | None = None, pick_flag: str = "--pick-a") -> Run:
     """A results file, or a folder holding one lm-eval run; a folder of several needs ``pick`` (a
@@ -230,22 +251,7 @@ def load_run(path: str | Path, metric: str | None = None, filter_name: str | Non
         raise SymoeError(f"{path} is not JSON in UTF-8{where}; the run did not finish writing it") from None
     if not isinstance(results, dict) or not isinstance(results.get("results", {}), dict):
         raise SymoeError(f"{path} is not an lm-eval results file (no 'results' mapping)")
-    stamp = path.stem.removeprefix("results_")
-    tasks = {}
-    for task, task_results in results.get("results", {}).items():
-        if not SAFE_TASK.fullmatch(task) or not isinstance(task_results, dict):
-            log.warning("%s: task %r skipped (not a plain task name with its results)", path, task[:80])
-            continue
-        samples = path.parent / f"samples_{task}_{stamp}.jsonl"
-        if not samples.is_file():
-            continue  # a group's aggregate, or a run without --log_samples
-        pairs = metric_filters(task_results)
-        available = [f"{m},{f}" for m, f in pairs]
-        chosen = choose_scoring(pairs, metric, filter_name)
-        if chosen is None:
-            tasks[task] = TaskSamples(metric or "exact_match", filter_name or "?", available)
-        else:
-            tasks[task] = _read_samples(samples, *chosen, available)
+    tasks = _read_tasks(path, results.get("results", {}), metric, filter_name)
     config = results.get("config") if isinstance(results.get("config"), dict) else {}
     model = str(config.get("model", "?"))
     args = config.get("model_args") or {}

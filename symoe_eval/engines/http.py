@@ -6,6 +6,7 @@ its ``timeout`` nor fill its memory, nor send the prompt (and the key) to anothe
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
@@ -62,8 +63,6 @@ def server_message(status: int, body: bytes) -> str:
 
 def connection_problem(err: Exception) -> str:
     """``requests``' nested connection error as its cause (``[Errno 111] Connection refused``)."""
-    import re
-
     found = re.search(r"\[Errno -?\d+\][^'\")]*", str(err))
     return found.group(0).strip() if found else type(err).__name__
 

@@ -133,12 +133,18 @@ class ServerTokenizer:
     def _post(self, path: str, body: dict):
         return self.engine.call_raw(path, body, root=True)
 
+    @staticmethod
+    def _tokenize_request(dialect: str, text: str) -> tuple[str, dict]:
+        """The path and body that count ``text`` in a dialect (vLLM reads ``prompt``, llama.cpp
+        ``content``: one body serves both)."""
+        if dialect == "extras":
+            return "/extras/tokenize", {"input": text, "add_special": False}
+        return "/tokenize", {"prompt": text, "content": text, "add_special_tokens": False, "add_special": False}
+
     def _find_dialect(self, text: str) -> list[int]:
-        probes = (("tokenize", "/tokenize", {"prompt": text, "content": text, "add_special_tokens": False, "add_special": False}),
-                  ("extras", "/extras/tokenize", {"input": text, "add_special": False}))
-        for dialect, path, body in probes:
+        for dialect in ("tokenize", "extras"):
             try:
-                ids = token_ids(self._post(path, body))
+                ids = token_ids(self._post(*self._tokenize_request(dialect, text)))
             except (Refused, ValueError):
                 continue
             self.dialect = dialect
@@ -153,9 +159,7 @@ class ServerTokenizer:
             return self._find_dialect(text)
         if self.dialect == "estimate":
             return self.estimate.encode(text)
-        if self.dialect == "extras":
-            return token_ids(self._post("/extras/tokenize", {"input": text, "add_special": False}))
-        return token_ids(self._post("/tokenize", {"prompt": text, "content": text, "add_special_tokens": False, "add_special": False}))
+        return token_ids(self._post(*self._tokenize_request(self.dialect, text)))
 
     def decode(self, ids: Sequence[int]) -> str:
         if self.dialect is None:

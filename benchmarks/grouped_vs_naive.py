@@ -55,7 +55,7 @@ def naive_run(args, val, rows: list[dict], keyword_model: str) -> tuple[float, i
     start = time.perf_counter()
     for doc, prompt, row in zip(val.docs, val.prompts, rows):
         kw_params = SamplingParams(temperature=0.7, max_tokens=KEYWORD_MAX_GEN_TOKS, seed=0)
-        one_model(keyword_model, [GenerationRequest.user(keyword_prompt(doc["question"]), kw_params, s)
+        one_model(keyword_model, [GenerationRequest.user(keyword_prompt(doc["question"], pool.keyword_examples), kw_params, s)
                                   for s in range(KEYWORD_SAMPLES)])
         answers = [one_model(e, [GenerationRequest.user(prompt, params, slot)])[0] for slot, e in enumerate(row["experts"])]
         one_model(row["aggregator"], [GenerationRequest.user(aggregate_prompt(prompt, answers), params)])

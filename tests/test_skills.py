@@ -19,6 +19,7 @@ from symoe_eval.methods.skills import KEYWORD_INSTRUCTION, consolidate, keyword_
         ("", []),
         ("Keywords: 3d geometry, 2-sat, 19th century art", ["3d geometry", "2-sat", "19th century art"]),
         ("Keywords:\n1. 3d geometry\n2) number theory\n* 2-sat", ["3d geometry", "number theory", "2-sat"]),
+        ("Keywords: addition, 762, 980, 1 + 2", ["addition"]),  # numbers from the question are no skills
     ],
 )
 def test_parse_keywords(reply, expected):
@@ -62,3 +63,36 @@ def test_a_genuine_reply_naming_four_examples_is_kept_but_copies_of_the_list_are
     shuffled = list(EXAMPLE_KEYWORDS[::-1])[:6]  # six of nine in any order: a near-complete copy
     assert parroted(shuffled) and not parroted(shuffled[:3])
     assert not parroted([])
+
+
+def test_a_pool_may_drop_or_replace_the_example_list():
+    from symoe_eval.methods.skills import keyword_instruction, parroted
+
+    assert "Example keywords:" not in keyword_prompt("What is 2+2?", ())
+    assert keyword_instruction(()).count("  ") == 0  # no gap where the list was
+    assert keyword_instruction(None) == KEYWORD_INSTRUCTION
+    assert "Example keywords: sorting, addition." in keyword_prompt("q", ("sorting", "addition"))
+    paper_list = "Keywords: psychology, virology, behavioral theory, microbiology, diplomacy, political science"
+    assert consolidate([paper_list] * 2, ()) == ["psychology", "virology", "behavioral theory", "microbiology",
+                                                  "diplomacy", "political science"]  # no list: no copy of it
+    assert not parroted(["sorting", "addition"], ())
+    assert consolidate(["Keywords: sorting, addition, division"] * 3, ("sorting", "addition", "division")) == []
+
+
+@pytest.mark.parametrize("value,ok", [(None, True), ([], True), (["Sorting", "digit reversal"], True),
+                                      ("sorting", False), ([1], False), (["a, b"], False), ([" "], False)])
+def test_pool_keyword_examples_are_checked(tmp_path, value, ok):
+    import yaml
+
+    from symoe_eval.errors import SymoeError
+    from symoe_eval.pools.schema import parse_pool
+
+    raw = {"name": "p", "experts": [{"name": "e", "model": "m", "source": {"hf_id": "org/m"}}]}
+    if value is not None:
+        raw["keyword_examples"] = value
+    if not ok:
+        with pytest.raises(SymoeError, match="keyword_examples must be a list"):
+            parse_pool(yaml.safe_dump(raw), tmp_path / "p.yaml")
+        return
+    pool = parse_pool(yaml.safe_dump(raw), tmp_path / "p.yaml")
+    assert pool.keyword_examples == (None if value is None else tuple(v.lower() for v in value))

@@ -119,7 +119,8 @@ def build_profile(context: RunContext, val: ValidationSet, limit: int | None = N
     seed, max_gen_toks = context.seed, context.max_gen_toks
     keyword_model = context.pool.keyword_model()
     with context.scheduler(progress) as scheduler:
-        keywords = annotate(scheduler, keyword_model, val.questions, seed, later=list(context.pool.experts))
+        keywords = annotate(scheduler, keyword_model, val.questions, seed, later=list(context.pool.experts),
+                            examples=context.pool.keyword_examples)
         answers = answer_validation(context, scheduler, val, samples)
         question_keywords = [keywords[q] for q in val.questions]
         profiles = build_expert_profiles(question_keywords, answers.correct(len(val.docs)))

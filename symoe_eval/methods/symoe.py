@@ -105,7 +105,7 @@ class SymbolicMoE(StagedMethod):
         keywords = {}
         if self.router.needs_keywords:
             keywords = annotate(scheduler, self.keyword_model, [q.text for q in questions], self.runtime.seed,
-                                self.keyword_max_gen_toks)
+                                self.keyword_max_gen_toks, examples=self.pool.keyword_examples)
         routes = self._routes(questions, profiles, keywords)
         answers = scheduler.run("experts", self._expert_calls(questions, routes), later=list(aggregators.values()))
         responses = {q.key: [answers[(q.key, s)].text for s in range(len(routes[q.key].experts))] for q in questions}

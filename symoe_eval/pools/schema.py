@@ -129,6 +129,9 @@ class Pool:
     # --max-gen-toks): CPU pools set it so a task's 4096-token budget does not look like a hang.
     max_gen_toks: int | None = None
     wheels: dict[str, PinnedWheel] = field(default_factory=dict)  # the packages' pinned wheels
+    # The example keywords in the keyword model's instruction; None: the paper's list; empty: none
+    # (for a keyword model that copies the list instead of answering).
+    keyword_examples: tuple[str, ...] | None = None
 
     def expert(self, name: str) -> ExpertSpec:
         try:
@@ -293,6 +296,15 @@ class _PoolFile:
     embedding_model: Any = None
     max_gen_toks: int | None = None
     wheels: Any = None
+    keyword_examples: Any = None
+
+
+def _keyword_examples(raw, where) -> tuple[str, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, (list, tuple)) or not all(isinstance(k, str) and k.strip() and "," not in k for k in raw):
+        raise SymoeError(f"{where}: keyword_examples must be a list of keywords (strings without commas)")
+    return tuple(k.strip().lower() for k in raw)
 
 
 def _wheels(raw, where) -> dict[str, PinnedWheel]:
@@ -343,7 +355,8 @@ def parse_pool(text: str, path: Path) -> Pool:
         check_name(embedding.name, "name", f"{where}: embedding_model")
     if top.max_gen_toks is not None and (not isinstance(top.max_gen_toks, int) or top.max_gen_toks < 1):
         raise SymoeError(f"{where}: max_gen_toks must be a positive integer (got {top.max_gen_toks!r})")
-    return Pool(top.name, path, top.description, experts, embedding, top.max_gen_toks, _wheels(top.wheels, f"{where}: wheels"))
+    return Pool(top.name, path, top.description, experts, embedding, top.max_gen_toks, _wheels(top.wheels, f"{where}: wheels"),
+                _keyword_examples(top.keyword_examples, where))
 
 
 # ---------------------------------------------------------------- lookup

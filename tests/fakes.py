@@ -102,6 +102,7 @@ class FakeVLLMState:
     constructed: list = field(default_factory=list)  # kwargs of every LLM(...)
     generate_calls: list = field(default_factory=list)  # (prompts, sampling params list)
     teardown: list = field(default_factory=list)
+    lora_requests: list = field(default_factory=list)  # the lora_request of each generate call
 
 
 class _Tokenizer:
@@ -125,7 +126,8 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
     ``LLM(model=..., **engine_args)``, ``LLM.get_tokenizer()``, ``LLM.generate(prompts,
     sampling_params, *, use_tqdm)`` returning ``RequestOutput``-like objects (a text prompt is
     tokenized with special tokens, as vLLM does; a ``{"prompt_token_ids": ...}`` prompt is read as
-    given), ``llm_engine.engine_core.shutdown()``, keyword-only ``SamplingParams`` that reject
+    given), ``llm_engine.engine_core.shutdown()``, ``LoRARequest`` (a LoRA request on an engine
+    started without ``enable_lora`` fails), keyword-only ``SamplingParams`` that reject
     unknown fields, and the parallel-state teardown functions."""
     state = FakeVLLMState()
 
@@ -158,6 +160,7 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             dtype = {"auto": None, None: None}.get(kwargs.get("dtype"), kwargs.get("dtype")) or "bfloat16"  # torch.<name>
             config = types.SimpleNamespace(max_model_len=self.max_model_len, dtype=f"torch.{dtype}")
             self.llm_engine = types.SimpleNamespace(engine_core=core, model_config=config)
+            self.lora = bool(kwargs.get("enable_lora"))
 
         def get_tokenizer(self):
             return _Tokenizer()
@@ -168,7 +171,10 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
             if not isinstance(sampling_params, list):
                 sampling_params = [sampling_params or SamplingParams()] * len(prompts)
             assert len(sampling_params) == len(prompts)
+            if lora_request is not None and not self.lora:
+                raise ValueError("LoRA is not enabled")
             state.generate_calls.append((list(prompts), list(sampling_params)))
+            state.lora_requests.append(lora_request)
             outputs = []
             for prompt, params in zip(prompts, sampling_params):
                 ids = prompt["prompt_token_ids"] if isinstance(prompt, dict) else _Tokenizer().encode(prompt)
@@ -189,7 +195,12 @@ def install_fake_vllm(monkeypatch) -> FakeVLLMState:
     parallel_state.destroy_distributed_environment = lambda: state.teardown.append("destroy_distributed_environment")
     distributed.parallel_state = parallel_state
     vllm.distributed = distributed
-    for name, module in (("vllm", vllm), ("vllm.distributed", distributed), ("vllm.distributed.parallel_state", parallel_state)):
+    lora, lora_request = types.ModuleType("vllm.lora"), types.ModuleType("vllm.lora.request")
+    lora_request.LoRARequest = lambda lora_name, lora_int_id, lora_path: types.SimpleNamespace(
+        lora_name=lora_name, lora_int_id=lora_int_id, lora_path=lora_path)
+    lora.request, vllm.lora = lora_request, lora
+    for name, module in (("vllm", vllm), ("vllm.distributed", distributed), ("vllm.distributed.parallel_state", parallel_state),
+                         ("vllm.lora", lora), ("vllm.lora.request", lora_request)):
         monkeypatch.setitem(sys.modules, name, module)
     return state
 

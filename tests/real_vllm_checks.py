@@ -119,7 +119,27 @@ def fitted_quote(pool) -> dict:
             "has_question_end": "The answer is (X)." in read}
 
 
-CHECKS = {"reload_cycle": reload_cycle, "prompt_ids": prompt_ids, "seeded_texts": seeded_texts, "fitted_quote": fitted_quote}
+def lora_adapters(pool) -> dict:
+    """The specialists' base and two of its adapters through the scheduler on vLLM, one resident
+    model: loads, and how many of 8 addition questions each answers (greedy)."""
+    from symoe_eval.methods.answers import extract_free_form
+    from symoe_eval.paths import tasks_dir
+    from symoe_eval.runtime.scheduling import Call, Scheduler
+
+    rows = [r for r in json.loads((tasks_dir() / "symoe_skills.json").read_text())["test"] if r["category"] == "addition"][:8]
+    params = SamplingParams(temperature=0.0, max_tokens=16)
+    requests = [GenerationRequest.user(f'Question: {r["question"]}\nReply with "The answer is X.", where X is the answer.',
+                                       params) for r in rows]
+    experts = ["smollm2-135m", "smollm2-addition", "smollm2-sorting"]
+    calls = [Call((e, i), e, r) for e in experts for i, r in enumerate(requests)]
+    with Scheduler(lambda name: make_engine(pool.expert(name), "vllm", batch_size=8), max_loaded=1, progress=False) as s:
+        out = s.run("answers", calls)
+        stats = s.model_stats()
+    right = {e: sum(extract_free_form(out[(e, i)].text) == r["gold_answer"] for i, r in enumerate(rows)) for e in experts}
+    return {"loads": sum(st.loads for st in stats.values()), "right": right}
+
+
+CHECKS = {"lora_adapters": lora_adapters, "reload_cycle": reload_cycle, "prompt_ids": prompt_ids, "seeded_texts": seeded_texts, "fitted_quote": fitted_quote}
 
 if __name__ == "__main__":
     check, pool = sys.argv[1], load_pool(sys.argv[2])

@@ -74,6 +74,41 @@ def test_bad_adapter_files_are_one_line(tmp_path, monkeypatch, damage, message):
     assert "\n" not in str(err.value) and "'tuned'" in str(err.value)
 
 
+def test_vllm_runs_a_base_and_its_adapters_on_one_engine(tmp_path, monkeypatch):
+    """vLLM: the first of them starts the base with LoRA on (rank from the adapter), the others
+    share it; each adapter's requests carry its ``LoRARequest``, the base's none; the engine shuts
+    down when the last of them unloads. A base started without LoRA refuses an adapter in one line."""
+    from fakes import install_fake_vllm
+    from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
+
+    state = install_fake_vllm(monkeypatch)
+    monkeypatch.setenv("SYMOE_CACHE_DIR", str(tmp_path / "cache"))
+    shutil.copytree(committed_adapter("addition"), tmp_path / "adapters" / "x")
+    sha = load_pool("specialists").expert("smollm2-addition").adapter.sha256
+    pool = parse_pool(BASE + lora(adapter="{path: adapters/x, sha256: '%s'}" % sha)
+                      + lora(name="other", adapter="{path: adapters/x, sha256: '%s'}" % sha), tmp_path / "p.yaml")
+    request = [GenerationRequest.user("q", SamplingParams(temperature=0.0, max_tokens=4))]
+    engines = [make_engine(pool.expert(name), "vllm") for name in ("tuned", "base", "other")]
+    for engine in engines:
+        engine.load()
+        engine.generate(request)
+    assert len(state.constructed) == 1 and state.constructed[0]["enable_lora"] is True
+    assert state.constructed[0]["max_lora_rank"] == 8 and [e.stats.loads for e in engines] == [1, 0, 0]
+    tuned, base, other = state.lora_requests
+    assert base is None and (tuned.lora_name, other.lora_name) == ("tuned", "other") and tuned.lora_int_id != other.lora_int_id
+    for engine in engines:
+        engine.unload()
+    assert state.teardown.count("engine_core.shutdown") == 1
+    plain = parse_pool(BASE.replace("engine_kwargs", "backend_kwargs: {vllm: {enable_lora: false}}\n    engine_kwargs")
+                       + lora(adapter="{path: adapters/x, sha256: '%s'}" % sha), tmp_path / "p.yaml")
+    first = make_engine(plain.expert("base"), "vllm")
+    first.load()
+    with pytest.raises(SymoeError, match="running without LoRA") as err:
+        make_engine(plain.expert("tuned"), "vllm").load()
+    assert "\n" not in str(err.value)
+    first.unload()
+
+
 # ---------------------------------------------------------------------- real models
 
 

@@ -135,3 +135,13 @@ def test_a_quoting_prompt_is_fitted_to_the_real_short_context(tmp_path):
     assert result["limit"] == 1024 and result["prompt_tokens"] <= 1024 - 32
     assert result["responses_cut"] == 3 and result["cut_by_engine"] == 0
     assert result["has_instruction"] == 1 and result["blocks"] == [1, 1, 1] and result["has_question_end"]
+
+
+def test_lora_experts_share_one_engine_and_answer_with_their_adapters():
+    """The specialists pool on vLLM: the base and two adapters are one engine start (adapters
+    as ``LoRARequest``s), and the addition adapter answers what the base cannot."""
+    result = run_check("lora_adapters", "specialists")
+    print(json.dumps(result))
+    right = result["right"]
+    assert result["loads"] == 1
+    assert right["smollm2-addition"] >= right["smollm2-135m"] + 4 and right["smollm2-sorting"] <= 1, right

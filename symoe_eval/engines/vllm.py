@@ -24,14 +24,18 @@ import ctypes
 import gc
 import importlib.metadata
 import importlib.util
+import json
 import os
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Iterator, Sequence
 
 from symoe_eval.engines.base import (Completion, Engine, GenerationRequest, chat_token_ids, load_error, pick_dtype,
                                      torch_threads)
 from symoe_eval.errors import SymoeError
 from symoe_eval.pools.schema import ExpertSpec
-from symoe_eval.pools.weights import loadable_weights, model_config, model_context_length, resolve_weights
+from symoe_eval.pools.weights import (loadable_weights, model_config, model_context_length, resolve_adapter,
+                                      resolve_weights)
 
 # Generic engine_kwargs of the registry that vllm.LLM understands under the same name.
 SHARED_KWARGS = ("dtype", "trust_remote_code")
@@ -72,6 +76,45 @@ def cpu_kv_cache_bytes(per_token: int, context: int, sequences: int, ram_bytes: 
     return max(per_token * (context + BLOCK_SLACK_TOKENS), min(wanted, int(ram_bytes * KV_SHARE_CAP)))
 
 
+def shutdown(llm) -> None:
+    """The engine core, then the model-parallel state, as the authors' code does; memory back."""
+    from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+    llm.llm_engine.engine_core.shutdown()  # in process: the executor; else the core's process
+    destroy_model_parallel()
+    destroy_distributed_environment()
+    gc.collect()
+    if cuda_available():
+        import torch
+
+        torch.cuda.empty_cache()
+    else:  # glibc keeps freed model pages; hand them back so the next model has them
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+@dataclass
+class SharedLLM:
+    """One ``vllm.LLM`` of this process, with the experts using it: a base and its LoRA adapters,
+    each adapter served per request (``LoRARequest``) from the same engine and batch."""
+
+    llm: object
+    lora: bool  # started with enable_lora
+    users: set[str] = field(default_factory=set)
+    adapter_ids: dict[str, int] = field(default_factory=dict)  # vLLM wants a positive int per adapter
+
+    def adapter_id(self, name: str) -> int:
+        return self.adapter_ids.setdefault(name, len(self.adapter_ids) + 1)
+
+
+def adapter_rank(folder) -> int | None:
+    """The LoRA rank peft wrote in the adapter's config (``r``), if it reads."""
+    try:
+        return int(json.loads((Path(folder) / "adapter_config.json").read_text())["r"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class VLLMEngine(Engine):
     """vLLM. On a GPU it claims most of the memory for one model; in process it holds one model
     per process on any device (two in-process engines share vLLM's global parallel state, so
@@ -82,12 +125,13 @@ class VLLMEngine(Engine):
     default_pool = "paper16"
     auto_priority = 10
     load_cost_tokens = 30000  # a 7B model takes tens of seconds to start on a GPU
-    _in_process_loaded: "VLLMEngine | None" = None
+    resident: dict[tuple, SharedLLM] = {}  # by base weights: every VLLMEngine of this process
 
     def __init__(self, expert: ExpertSpec, chunk_size: int = 512, **kwargs):
         super().__init__(expert, **kwargs)
         self.chunk_size = chunk_size  # requests per generate() call: what a kill can lose
         self.llm = None
+        self.lora_request = None  # a LoRA expert's adapter, sent with each of its requests
 
     @classmethod
     def gpus_per_worker(cls, experts: Sequence[ExpertSpec], device: str | None = None) -> float:
@@ -131,8 +175,16 @@ class VLLMEngine(Engine):
             kwargs["max_num_batched_tokens"] = self.context_limit()
             if "gpu_memory_utilization" not in self.backend_kwargs:
                 kwargs["kv_cache_memory_bytes"] = self._cpu_kv_bytes()
+        kwargs.update(self._lora_args())
         kwargs.update(self.backend_kwargs)
         return {k: v for k, v in kwargs.items() if v is not None}
+
+    def _lora_args(self) -> dict:
+        """A LoRA expert starts its base with LoRA on, sized for its adapter's rank; a pool that
+        runs several adapters of one base at once may raise ``max_loras`` in backend_kwargs."""
+        if self.expert.adapter is None:
+            return {}
+        return {"enable_lora": True, "max_lora_rank": adapter_rank(resolve_adapter(self.expert)), "max_loras": 4}
 
     def _cpu_kv_bytes(self) -> int | None:
         """``None`` where the config cannot be read (vLLM then sizes it, and says why it cannot)."""
@@ -145,12 +197,32 @@ class VLLMEngine(Engine):
         per_token = kv_bytes_per_token(config, dtype.itemsize)
         return cpu_kv_cache_bytes(per_token, self.context_limit(), self.batch_size, psutil.virtual_memory().total)
 
-    def _load(self) -> None:
+    def _load(self) -> bool:
+        """The base's ``vllm.LLM``, shared in this process by the base and its LoRA experts (each
+        adapter is a ``LoRARequest`` on it); False when it was already running."""
+        key = (self.residency, self.expert.source)
+        shared = self.resident.get(key)
+        if shared is None:
+            shared = self.resident[key] = self._start(key)
+        elif self.expert.adapter is not None and not shared.lora:
+            raise SymoeError(f"expert '{self.expert.name}': its base '{self.expert.base}' is running without LoRA; "
+                             "set backend_kwargs: {vllm: {enable_lora: true, max_lora_rank: R}} on the base")
+        shared.users.add(self.expert.name)
+        self.llm = shared.llm
+        self._context = self._context or self.llm.llm_engine.model_config.max_model_len  # what vLLM derived
+        if self.expert.adapter is not None:
+            from vllm.lora.request import LoRARequest
+
+            self.lora_request = LoRARequest(self.expert.name, shared.adapter_id(self.expert.name),
+                                            str(resolve_adapter(self.expert)))
+        return len(shared.users) == 1
+
+    def _start(self, key: tuple) -> SharedLLM:
         os.environ.setdefault(IN_PROCESS, "0")  # read when vLLM builds its engine: reproducible seeds
-        in_process = os.environ[IN_PROCESS] == "0"
-        if in_process and VLLMEngine._in_process_loaded is not None:
+        others = [k[0] for k in self.resident if k != key]
+        if os.environ[IN_PROCESS] == "0" and others:
             raise SymoeError(f"expert '{self.expert.name}': vLLM in process holds one model at a time and "
-                             f"'{VLLMEngine._in_process_loaded.expert.name}' is loaded; use max_loaded=1, or "
+                             f"'{others[0]}' is loaded; use max_loaded=1, or "
                              f"{IN_PROCESS}=1 (one process per model, seeds not reproducible)")
         where, _ = resolve_weights(self.expert)
         device = "cuda" if cuda_available() else "cpu"
@@ -159,12 +231,11 @@ class VLLMEngine(Engine):
             folder, _ = loadable_weights(self.expert, build_dtype=pick_dtype(self.expert.engine_kwargs.get("dtype"), device))
             from vllm import LLM
 
-            self.llm = LLM(model=folder, seed=self.seed, **self._engine_args())
+            args = self._engine_args()
+            llm = LLM(model=folder, seed=self.seed, **args)
         except Exception as err:
             raise load_error(self.expert.name, where, err) from err
-        self._context = self._context or self.llm.llm_engine.model_config.max_model_len  # what vLLM derived
-        if in_process:
-            VLLMEngine._in_process_loaded = self
+        return SharedLLM(llm, lora=bool(args.get("enable_lora")))
 
     def describe_setup(self) -> dict:
         import vllm
@@ -172,7 +243,8 @@ class VLLMEngine(Engine):
         config = self.llm.llm_engine.model_config
         return {**super().describe_setup(), "version": f"vllm {vllm.__version__}",
                 "dtype": str(config.dtype).removeprefix("torch."), "device": "cuda" if cuda_available() else "cpu",
-                "threads": torch_threads(None)}
+                "threads": torch_threads(None),
+                **({"base": self.expert.base, "adapter_sha256": self.expert.adapter.sha256} if self.expert.adapter else {})}
 
     def load_tokenizer(self):
         """vLLM's own tokenizer once loaded; before that the same files through transformers."""
@@ -189,22 +261,16 @@ class VLLMEngine(Engine):
             raise load_error(self.expert.name, name, err) from err
 
     def _unload(self) -> None:
-        from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+        key = (self.residency, self.expert.source)
+        shared = self.resident.get(key)
+        self.llm, self.lora_request = None, None
+        if shared is None:
+            return
+        shared.users.discard(self.expert.name)
+        if not shared.users:  # the last expert on this base: shut its engine down
+            del self.resident[key]
+            shutdown(shared.llm)
 
-        self.llm.llm_engine.engine_core.shutdown()  # in process: the executor; else the core's process
-        self.llm = None
-        if VLLMEngine._in_process_loaded is self:
-            VLLMEngine._in_process_loaded = None
-        destroy_model_parallel()
-        destroy_distributed_environment()
-        gc.collect()
-        if cuda_available():
-            import torch
-
-            torch.cuda.empty_cache()
-        else:  # glibc keeps freed model pages; hand them back so the next model has them
-            with contextlib.suppress(OSError, AttributeError):
-                ctypes.CDLL("libc.so.6").malloc_trim(0)
 
     # ---------------------------------------------------------------- generation
 
@@ -235,7 +301,8 @@ class VLLMEngine(Engine):
             chunk = requests[start : start + self.chunk_size]
             prompts, budgets = zip(*[self._prompt(tokenizer, r) for r in chunk])
             outputs = self.llm.generate(
-                list(prompts), [self.sampling_params(r, n) for r, n in zip(chunk, budgets)], use_tqdm=True
+                list(prompts), [self.sampling_params(r, n) for r, n in zip(chunk, budgets)], use_tqdm=True,
+                lora_request=self.lora_request,
             )
             for offset, output in enumerate(outputs):
                 best = output.outputs[0]

@@ -250,7 +250,7 @@ def _adapter(raw, where) -> WeightSource:
 
 
 def _with_bases(experts: dict[str, ExpertSpec], folder: Path, where: str) -> dict[str, ExpertSpec]:
-    """LoRA experts completed from their bases: the base's source and engine_kwargs (its own win),
+    """LoRA experts completed from their bases: the base's source, engine_kwargs and backend_kwargs (its own win),
     and a relative adapter path read from the pool file's folder."""
     done = {}
     for name, spec in experts.items():
@@ -264,7 +264,8 @@ def _with_bases(experts: dict[str, ExpertSpec], folder: Path, where: str) -> dic
             adapter = spec.adapter
             if adapter.path and not Path(adapter.path).expanduser().is_absolute():
                 adapter = replace(adapter, path=str(folder / adapter.path))
-            spec = replace(spec, source=base.source, adapter=adapter, engine_kwargs={**base.engine_kwargs, **spec.engine_kwargs})
+            spec = replace(spec, source=base.source, adapter=adapter, engine_kwargs={**base.engine_kwargs, **spec.engine_kwargs},
+                           backend_kwargs={**base.backend_kwargs, **spec.backend_kwargs})
         done[name] = spec
     return done
 

@@ -50,3 +50,20 @@ def test_prompts_are_the_papers(evaluate):
 def test_validation_twin_reads_the_train_split(evaluate):
     results, _ = evaluate(["symoe_gpqa_val"], limit=3)
     assert results["n-samples"]["symoe_gpqa_val"]["original"] == 249
+
+
+@pytest.mark.parametrize("reply, right", [("The answer is 294.", 1.0), ("The answer is 194 + 100.", 0.0),
+                                          ("The answer is 100 + 194.", 0.0)])
+def test_skills_answers_are_graded_as_written(monkeypatch, reply, right):
+    """symoe_skills doc 0 asks "What is 194 + 100?": restating the sum is no answer, though
+    math-aware matching (the free-form default) would evaluate it to 294."""
+    import lm_eval
+
+    from symoe_eval.harness import plugin
+    from symoe_eval.harness.lm import lm_class
+
+    plugin.activate()
+    use_fake_engines(monkeypatch, lambda name, req: reply)
+    lm = lm_class("symoe_expert")(pool="specialists", expert="smollm2-135m", cache_dir="none")
+    results = lm_eval.simple_evaluate(model=lm, tasks=["symoe_skills"], samples={"symoe_skills": [0]})
+    assert results["results"]["symoe_skills"]["exact_match,answer"] == right

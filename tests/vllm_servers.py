@@ -46,6 +46,7 @@ class VLLMServer:
     core: int | None = None  # None: the whole machine
     port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
+    lora_modules: dict[str, Path] = field(default_factory=dict)  # served name -> peft adapter folder
 
     @property
     def base_url(self) -> str:
@@ -60,7 +61,14 @@ class VLLMServer:
         return [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(dense_folder(self.name)),
                 "--served-model-name", self.name, "--host", "127.0.0.1", "--port", str(self.port),
                 "--max-model-len", str(CONTEXT), "--enforce-eager", "--kv-cache-memory-bytes", str(KV_BYTES),
-                "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(CONTEXT), "--seed", "0"]
+                "--no-enable-chunked-prefill", "--max-num-batched-tokens", str(CONTEXT), "--seed", "0",
+                *self.lora_args()]
+
+    def lora_args(self) -> list[str]:
+        if not self.lora_modules:
+            return []
+        return ["--enable-lora", "--max-lora-rank", "8",
+                "--lora-modules", *(f"{name}={folder}" for name, folder in self.lora_modules.items())]
 
     def start(self) -> "VLLMServer":
         env = dict(os.environ)

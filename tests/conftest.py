@@ -57,6 +57,20 @@ def ray_cluster():
 
 
 @pytest.fixture
+def registered():
+    """``registered(REGISTRY, name, entry)``: an entry for this test only (removed after it)."""
+    added = []
+
+    def register(registry, name, entry):
+        registry.register(name, entry)
+        added.append((registry, name))
+
+    yield register
+    for registry, name in added:
+        registry.unregister(name)
+
+
+@pytest.fixture
 def isolated_cache(tmp_path, monkeypatch) -> Path:
     """Point the symoe cache (assembled GGUF files, verified markers) at a temp folder."""
     monkeypatch.setenv("SYMOE_CACHE_DIR", str(tmp_path / "cache"))

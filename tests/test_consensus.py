@@ -2,13 +2,18 @@
 
 import hashlib
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import yaml
 
 from fakes import FakeEngine, use_fake_engines
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods.aggregation import consensus
+from symoe_eval.methods.base import Question
+from symoe_eval.methods.discussion import Discussion
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.symoe import SymbolicMoE
 
@@ -25,7 +30,43 @@ AIME = "Find the remainder when 2^10 is divided by 1000."
     (["\\boxed{24}", "\\boxed{124}"], AIME, None),
 ])
 def test_consensus_needs_one_valid_answer_from_every_response(responses, question, expected):
-    assert consensus(responses, question) == (None if expected is None else responses[expected])
+    read = Question("t", 0, 0, question, question, {}).answer  # no task filter: our extractor
+    assert consensus(responses, read) == (None if expected is None else responses[expected])
+
+
+def gsm8k_question() -> Question:
+    """A question read by lm-eval's own gsm8k task filter (strict-match: the number after ####),
+    built from the gsm8k.yaml that lm-eval ships."""
+    import lm_eval
+    from lm_eval.filters import build_filter_ensemble
+
+    from symoe_eval.harness.lm_eval_internals import task_answer
+
+    config = yaml.safe_load((Path(lm_eval.__file__).parent / "tasks/gsm8k/gsm8k.yaml").read_text())
+    strict = config["filter_list"][0]
+    components = [(step["function"], {k: v for k, v in step.items() if k != "function"}) for step in strict["filter"]]
+    task = SimpleNamespace(_filters=[build_filter_ensemble(strict["name"], components)])
+    doc = {"question": "Natalia sold 48 clips in April and half as many in May. How many in all?", "answer": "#### 72"}
+    reader = task_answer(task)
+    return Question("gsm8k", 0, 0, doc["question"], doc["question"], {}, read_answer=lambda t: reader(doc, t))
+
+
+# Our extractor reads \boxed{72} in each; gsm8k's filter reads what follows ####.
+SPLIT = ["48 + 24. The answer is \\boxed{72}.\n#### 72", "I get \\boxed{72}.\n#### 70", "So \\boxed{72}.\n#### 70"]
+
+
+def test_consensus_reads_answers_with_the_tasks_own_filter():
+    q = gsm8k_question()
+    assert [q.answer(t) for t in SPLIT] == ["72", "70", "70"]
+    assert consensus(SPLIT, q.answer) is None  # lm-eval would score these differently: no consensus
+    assert consensus(SPLIT[1:], q.answer) == SPLIT[1]
+
+
+def test_the_discussion_vote_reads_answers_with_the_tasks_own_filter():
+    q = gsm8k_question()
+    row = Discussion._decide(q, ["a", "b", "c"], [SPLIT], {"a": 3, "b": 2, "c": 1}, ask_confidence=False)
+    assert row.votes == ["72", "70", "70"] and row.final_answer == "70"
+    assert q.answer(row.final_text) == "70"
 
 
 def fake_embed(self, texts):

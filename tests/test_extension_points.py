@@ -59,9 +59,9 @@ class AlwaysBeta(Router):
 
 
 @pytest.fixture
-def toys(tmp_path, monkeypatch):
-    monkeypatch.setitem(ENGINES, "echo", EchoEngine)
-    monkeypatch.setitem(ROUTERS, "always-beta", AlwaysBeta)
+def toys(tmp_path, registered):
+    registered(ENGINES, "echo", EchoEngine)
+    registered(ROUTERS, "always-beta", AlwaysBeta)
     EchoEngine.loads.clear()
     pool = tmp_path / "toys.yaml"
     pool.write_text(POOL)
@@ -149,14 +149,14 @@ def test_a_toy_method_runs_without_lm_eval(toys):
     assert [r.lengths for r in result.rows] == [[31, 30]] * 3 and result.summary == {"experts": ["alpha", "beta"]}
 
 
-def test_a_toy_method_runs_through_stock_lm_eval_by_name(toys, monkeypatch):
+def test_a_toy_method_runs_through_stock_lm_eval_by_name(toys, monkeypatch, registered):
     from lm_eval.__main__ import cli_evaluate
 
     from symoe_eval.harness.plugin import register_method
 
     pool, folder = toys
-    monkeypatch.setitem(METHODS, "toy-longest", LongestAnswer)
-    register_method("toy-longest", LongestAnswer)
+    registered(METHODS, "toy-longest", LongestAnswer)
+    register_method("toy-longest", LongestAnswer)  # the public route: the same entry again is a no-op
     out = folder / "out"
     monkeypatch.setattr(sys, "argv", [
         "lm_eval", "--model", "toy-longest", "--model_args", f"pool={pool},engine=echo,cache_dir=none,experts=beta+alpha",

@@ -7,8 +7,8 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "symoe_eval"
-LAYERS = {"cli": 6, "harness": 5, "methods": 4, "runtime": 3, "engines": 2, "pools": 1, "analysis": 1,
-          "errors": 0, "paths": 0, "atomic": 0, "__init__": 0}
+LAYERS = {"cli": 7, "harness": 6, "methods": 5, "runtime": 4, "engines": 3, "pools": 2, "analysis": 2,
+          "registry": 1, "errors": 0, "paths": 0, "atomic": 0, "__init__": 0}
 
 
 def layer_of(module: str) -> str:

@@ -132,9 +132,9 @@ def instances(n):
                      metadata=("symoe_gpqa", i, 1)) for i in range(n)]
 
 
-def test_moa_through_lm_eval_model_args_workers(tmp_path, monkeypatch):
+def test_moa_through_lm_eval_model_args_workers(tmp_path, registered):
     """workers=2 in model_args: the same final texts as in process, and per-worker cost in the summary."""
-    monkeypatch.setitem(ENGINES, "slowfake", SlowFake)
+    registered(ENGINES, "slowfake", SlowFake)
     requests = instances(6)
 
     def run(workers):

@@ -1,13 +1,12 @@
 """Engines that generate for one expert at a time, and the registry that names them.
 
-``ENGINES`` maps a backend name to its class, lazily as ``"module:Class"`` (the shape of
-lm-eval's ``MODEL_MAPPING``): adding a backend is one file with an ``Engine`` subclass plus one
-line here, or ``register_engine`` from user code.
+``ENGINES`` (a :class:`~symoe_eval.registry.Registry`) names each backend's class, lazily as
+``"module:Class"``: adding a backend is one file with an ``Engine`` subclass plus one line here,
+or ``register_engine`` from user code.
 """
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,12 +20,12 @@ from symoe_eval.engines.base import (
 from symoe_eval.engines.cache import CachedEngine, GenerationCache
 from symoe_eval.errors import SymoeError
 from symoe_eval.pools.schema import ExpertSpec
+from symoe_eval.registry import Registry
 
-ENGINES: dict[str, str | type[Engine]] = {
-    "hf": "symoe_eval.engines.hf:HFEngine",
-    "vllm": "symoe_eval.engines.vllm:VLLMEngine",
-    "openai": "symoe_eval.engines.served:ServedEngine",
-}
+ENGINES: Registry[type[Engine]] = Registry("engine", Engine)
+ENGINES.register("hf", "symoe_eval.engines.hf:HFEngine")
+ENGINES.register("vllm", "symoe_eval.engines.vllm:VLLMEngine")
+ENGINES.register("openai", "symoe_eval.engines.served:ServedEngine")
 SERVED = "openai"  # the engine of every pool entry with ``served:``, whatever the run's engine
 
 __all__ = [
@@ -48,17 +47,13 @@ __all__ = [
 
 def register_engine(name: str, engine: str | type[Engine]) -> None:
     """Make ``engine=name`` (model_args, ``symoe profile --engine``) build this class."""
-    ENGINES[name] = engine
+    ENGINES.register(name, engine)
 
 
 def engine_class(name: str) -> type[Engine]:
     if name not in ENGINES:
-        raise SymoeError(f"unknown engine '{name}'; choose one of auto, {', '.join(ENGINES)}")
-    target = ENGINES[name]
-    if isinstance(target, str):
-        module, _, attr = target.partition(":")
-        target = ENGINES[name] = getattr(importlib.import_module(module), attr)
-    return target
+        raise SymoeError(ENGINES.unknown(name, also=("auto",)))
+    return ENGINES.get(name)
 
 
 def pick_backend(requested: str = "auto") -> str:

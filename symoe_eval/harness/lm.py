@@ -10,7 +10,6 @@ lazily) is the lm-eval model class of the method registered as ``name``."""
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import json
 import logging
@@ -181,12 +180,8 @@ _CLASSES: dict[str, type[MethodLM]] = {}
 
 
 def method_class(name: str) -> type[Method]:
-    """The method registered as ``name``: a class, or a lazy ``module:Class``."""
-    target = METHODS[name]
-    if isinstance(target, str):
-        module, attr = target.split(":")
-        target = getattr(importlib.import_module(module), attr)
-    return target
+    """The method registered as ``name``."""
+    return METHODS.get(name)
 
 
 def lm_class(name: str) -> type[MethodLM]:

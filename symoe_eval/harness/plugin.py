@@ -98,5 +98,5 @@ def activate() -> None:
 def register_method(name: str, method_cls) -> None:
     """Make ``method_cls`` (a ``symoe_eval.methods.base.Method``) the lm-eval model ``name``:
     ``lm_eval --model name`` then runs it like the built-in methods."""
-    METHODS[name] = method_cls
+    METHODS.register(name, method_cls)
     activate()

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 from symoe_eval.errors import SymoeError
+from symoe_eval.registry import Registry
 from symoe_eval.methods.answers import extract_answer, is_correct, majority
 
 DATA_DIR_ENV = "SYMOE_DATA_DIR"
@@ -158,25 +159,21 @@ class Benchmark:
     packaged: bool = False  # always read from package data, never from a data folder
 
 
-BENCHMARKS = {
-    b.key: b
-    for b in (
-        Benchmark("mmlu_pro", "MMLU_Pro", _mmlu_pro_from_hub),
-        Benchmark("gpqa", "GPQA", _gpqa_from_hub),
-        Benchmark("aime24", "AIME24", _aime_from_hub),
-        Benchmark("medmcqa", "MedMCQA", _medmcqa_from_hub),
-        Benchmark("demo", "Demo", _from_package("symoe_demo.json"), packaged=True),
-        # four skills the specialists pool's LoRA adapters learned (scripts/build_specialists.py)
-        Benchmark("skills", "Skills", _from_package("symoe_skills.json"), packaged=True),
-    )
-}
+BENCHMARKS: Registry[Benchmark] = Registry("benchmark", Benchmark, instances=True)
+for _benchmark in (
+    Benchmark("mmlu_pro", "MMLU_Pro", _mmlu_pro_from_hub),
+    Benchmark("gpqa", "GPQA", _gpqa_from_hub),
+    Benchmark("aime24", "AIME24", _aime_from_hub),
+    Benchmark("medmcqa", "MedMCQA", _medmcqa_from_hub),
+    Benchmark("demo", "Demo", _from_package("symoe_demo.json"), packaged=True),
+    # four skills the specialists pool's LoRA adapters learned (scripts/build_specialists.py)
+    Benchmark("skills", "Skills", _from_package("symoe_skills.json"), packaged=True),
+):
+    BENCHMARKS.register(_benchmark.key, _benchmark)
 
 
 def get_benchmark(key: str) -> Benchmark:
-    try:
-        return BENCHMARKS[key]
-    except KeyError:
-        raise SymoeError(f"unknown benchmark '{key}'; known: {', '.join(BENCHMARKS)}") from None
+    return BENCHMARKS.get(key)
 
 
 def resolve_data_dir(data_dir: str | None = None) -> Path | None:

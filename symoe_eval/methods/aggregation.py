@@ -1,5 +1,6 @@
-"""The aggregate-and-synthesize prompt, shared by Symbolic-MoE, its aggregator benchmark and the
-Mixture-of-Agents baseline."""
+"""Prompts that quote other experts' responses (aggregate-and-synthesize for Symbolic-MoE, its
+aggregator benchmark and Mixture-of-Agents; a discussion round), fitted into the reader's context,
+and the consensus check that lets ``aggregate=disagree`` skip the aggregator."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from symoe_eval.methods.answers import INVALID, extract_answer, strip_thinking
+from symoe_eval.methods.answers import INVALID, strip_thinking
 from symoe_eval.engines.base import GenerationRequest, chat_token_ids
 from symoe_eval.runtime.context import RunContext
 
@@ -38,11 +39,12 @@ DISCUSSION_INSTRUCTION = (
 CONFIDENCE_INSTRUCTION = "Also state how confident you are as \"Confidence: <a number between 0 and 1>\"."
 
 
-def consensus(responses: Sequence[str], question: str) -> str | None:
-    """The response to answer with when every response states the same valid answer (an
-    aggregator then rarely overturns them; ``aggregate=disagree`` skips it), else ``None``. The
-    first response is returned whole: it states that answer in the format the task asked for."""
-    answers = {extract_answer(text, question) for text in responses}
+def consensus(responses: Sequence[str], read_answer: Callable[[str], str]) -> str | None:
+    """The response to answer with when ``read_answer`` (the task's filter: ``Question.answer``)
+    reads the same valid answer in every response (an aggregator then rarely overturns them;
+    ``aggregate=disagree`` skips it), else ``None``. The first response is returned whole: it
+    states that answer in the format the task asked for."""
+    answers = {read_answer(text) for text in responses}
     if len(answers) == 1 and INVALID not in answers:
         return responses[0]
     return None

@@ -83,10 +83,8 @@ class MethodResult:
 
 
 class Method:
-    """Base of every method. ``name`` is the lm-eval model name it is registered under; the
+    """Base of every method, registered by its lm-eval model name in ``methods.METHODS``; the
     constructor's keyword arguments are its model_args (besides the run's, ``runtime.runargs``)."""
-
-    name = "method"
 
     def __init__(self, runtime: RunContext):
         self.runtime = runtime

@@ -2,8 +2,8 @@
 heterogeneous models) through the same engines and scheduler.
 
 Round 0: every agent answers. Rounds 1..R: every agent sees the others' latest answers and
-explanations and updates its own. The final answer is the vote of the last round's extracted
-answers (ties to the agent with the higher profile strength); ``vote=confidence`` weighs each
+explanations and updates its own. The final answer is the vote of the answers the task's
+filter reads in the last round (ties to the agent with the higher profile strength); ``vote=confidence`` weighs each
 vote by the confidence the agent states, as ReConcile does. The returned text ends with the
 task's answer format so the task's filter scores the vote.
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.aggregation import discussion_prompt
-from symoe_eval.methods.answers import INVALID, choices_in, extract_answer, vote
+from symoe_eval.methods.answers import INVALID, choices_in, vote
 from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, parse_names, response_rows
 from symoe_eval.runtime.runargs import model_arg
 
@@ -46,7 +46,6 @@ class DiscussionRow(Row):
 
 
 class Discussion(StagedMethod):
-    name = "discussion"
 
     def __init__(self, runtime, profiles: str | None = None, agents: str | None = None, n: int = 3, rounds: int = 2,
                  vote: str = "majority"):
@@ -83,7 +82,7 @@ class Discussion(StagedMethod):
         """The vote of the last round; the returned text is the winner's (the strongest speaker
         among those who gave it) with the task's answer line added."""
         last = history[-1]
-        answers = [extract_answer(t, q.text) for t in last]
+        answers = [q.answer(t) for t in last]
         weights = [stated_confidence(t) for t in last] if ask_confidence else None
         ties = [strength[e] for e in team]
         winner = vote(answers, weights, ties)

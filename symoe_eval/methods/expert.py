@@ -12,8 +12,6 @@ class SingleExpert(Method):
     generate_until task; runs through the same scheduler and writes the same run summary as the
     multi-model methods, so its cost sits beside theirs on a leaderboard."""
 
-    name = "symoe_expert"
-
     def __init__(self, runtime, expert: str | None = None):
         super().__init__(runtime)
         if not expert:

@@ -23,8 +23,6 @@ class MoaRow(Row):
 
 
 class MixtureOfAgents(StagedMethod):
-    name = "moa"
-
     def __init__(self, runtime, profiles: str | None = None, layers: int = 3, proposers: str | None = None, n: int = 3,
                  aggregator: str | None = None, aggregator_max_gen_toks: int | None = None):
         super().__init__(runtime, profiles)

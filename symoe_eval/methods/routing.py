@@ -13,8 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from symoe_eval.errors import SymoeError
 from symoe_eval.methods.profiles import TaskProfile
+from symoe_eval.registry import Registry
 
 STRENGTH_TEMPERATURE = 0.5
 
@@ -247,11 +247,12 @@ class CalibratedRouter(Router):
         return Route(question.task, question.doc_id, keywords, mapped, best_distinct(estimates, self.k), weights=estimates)
 
 
-ROUTERS: dict[str, type[Router]] = {}
+ROUTERS: Registry[type[Router]] = Registry("routing", Router)
 
 
 def register_router(cls: type[Router]) -> type[Router]:
-    ROUTERS[cls.name] = cls
+    """``routing=cls.name`` in model_args selects ``cls``."""
+    ROUTERS.register(cls.name, cls)
     return cls
 
 
@@ -260,9 +261,7 @@ for _router in (InstanceRouter, TaskRouter, RandomRouter, CalibratedRouter):
 
 
 def router_class(name: str) -> type[Router]:
-    if name not in ROUTERS:
-        raise SymoeError(f"unknown routing '{name}'; choose one of {', '.join(ROUTERS)}")
-    return ROUTERS[name]
+    return ROUTERS.get(name)
 
 
 def question_rng(seed: int, task: str, doc_id: int, repeat: int = 0) -> random.Random:

@@ -42,8 +42,6 @@ class SymbolicMoE(StagedMethod):
     ``aggregate=disagree`` answers a question whose k experts all state the same answer with
     that answer and calls the aggregator only for the rest (beyond the paper: cheaper)."""
 
-    name = "symoe"
-
     def __init__(
         self,
         runtime,
@@ -111,7 +109,7 @@ class SymbolicMoE(StagedMethod):
         responses = {q.key: [answers[(q.key, s)].text for s in range(len(routes[q.key].experts))] for q in questions}
         agreed = {}
         if self.aggregate == "disagree":
-            agreed = {q.key: text for q in questions if (text := consensus(responses[q.key], q.text)) is not None}
+            agreed = {q.key: text for q in questions if (text := consensus(responses[q.key], q.answer)) is not None}
         finals = scheduler.run("aggregation", [
             Call(q.key, aggregators[q.task],
                  self.synthesis_request(aggregators[q.task], q, responses[q.key], q.repeat, self.aggregator_max_gen_toks))

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.runtime.runargs import NAMES as RUN_ARG_NAMES
-from symoe_eval.runtime.runargs import add_flags as add_run_flags
+from symoe_eval.settings import NAMES as RUN_ARG_NAMES
+from symoe_eval.settings import add_flags as add_run_flags
 
 
 def _fail(err: SymoeError) -> int:

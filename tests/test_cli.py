@@ -107,10 +107,10 @@ def test_symoe_tool_lists_pools(tmp_path):
 
 
 def test_every_run_argument_is_a_model_arg_a_profile_flag_and_a_readme_row(tmp_path):
-    """One declaration (runargs.RUN_ARGS): symoe profile lacked --max-loaded, --device,
+    """One declaration (settings.RUN_ARGS): symoe profile lacked --max-loaded, --device,
     --gpus-per-worker, --temperature and --threads, and the README's table was written by hand."""
     from symoe_eval.harness.lm import lm_class
-    from symoe_eval.runtime.runargs import RUN_ARGS, readme_table
+    from symoe_eval.settings import RUN_ARGS, readme_table
     ExpertLM = lm_class("symoe_expert")
 
     done = run_cli(["symoe", "profile", "--help"], cwd=tmp_path)
@@ -118,9 +118,30 @@ def test_every_run_argument_is_a_model_arg_a_profile_flag_and_a_readme_row(tmp_p
     assert [a.flag for a in RUN_ARGS if a.flag not in done.stdout] == []
     assert readme_table() in (Path(__file__).parents[1] / "README.md").read_text()
     lm = ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none", threads="2", max_loaded="1", device="cpu")
-    assert (lm.runtime.threads, lm.runtime.max_loaded, lm.runtime.device) == (2, 1, "cpu")
+    assert (lm.runtime.settings.threads, lm.runtime.settings.max_loaded, lm.runtime.settings.device) == (2, 1, "cpu")
     with pytest.raises(SymoeError, match="model_args threads=0: expected an integer >= 1"):
         ExpertLM(pool="tiny-cpu", expert="smollm2-135m", cache_dir="none", threads=0)
+
+
+def test_the_run_settings_and_their_defaults_have_one_owner():
+    """RunSettings is made from RUN_ARGS; RunContext, the engines and the schedulers restate no
+    run argument's default (before: batch_size 8 in four places, max_loaded's default in five)."""
+    import dataclasses
+    import inspect
+
+    from symoe_eval.engines.base import Engine
+    from symoe_eval.runtime.context import RunContext
+    from symoe_eval.runtime.scheduling import Scheduler
+    from symoe_eval.runtime.workers import RayScheduler
+    from symoe_eval.settings import DEFAULTS, NAMES, RUN_ARGS, RunSettings
+
+    assert {f.name: f.default for f in dataclasses.fields(RunSettings)} == {a.name: a.default for a in RUN_ARGS}
+    assert [f.name for f in dataclasses.fields(RunContext)] == ["pool", "backend", "cache_dir", "settings", "_readers"]
+    engine = inspect.signature(Engine.__init__).parameters
+    assert {n: engine[n].default for n in ("batch_size", "device", "seed", "threads")} == {
+        n: getattr(DEFAULTS, n) for n in ("batch_size", "device", "seed", "threads")} and set(NAMES) >= {"batch_size", "seed"}
+    for scheduler in (Scheduler, RayScheduler):  # max_loaded comes from the run (or the engine class)
+        assert inspect.signature(scheduler.__init__).parameters["max_loaded"].default is inspect.Parameter.empty
 
 
 def test_lm_evals_auto_batch_size_and_device_mean_our_defaults():
@@ -130,5 +151,5 @@ def test_lm_evals_auto_batch_size_and_device_mean_our_defaults():
 
     for batch_size in ("auto", "auto:4"):
         context = RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", batch_size=batch_size, device="auto")
-        assert (context.batch_size, context.device) == (8, None)
-    assert RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", batch_size="3").batch_size == 3
+        assert (context.settings.batch_size, context.settings.device) == (8, None)
+    assert RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", batch_size="3").settings.batch_size == 3

@@ -183,7 +183,7 @@ def test_bad_model_args_name_the_argument_and_its_range(setup, args, message):
 
 
 def test_integer_model_args_take_whole_floats_and_big_seeds_exactly():
-    from symoe_eval.runtime.runargs import model_arg
+    from symoe_eval.settings import model_arg
 
     assert model_arg("k", 2.0) == 2 and model_arg("k", "3") == 3
     assert model_arg("seed", str(2**62 + 1)) == 2**62 + 1

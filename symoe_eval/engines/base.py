@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.pools.schema import ExpertSpec
+from symoe_eval.pools.schema import ExpertSpec, Generation
+from symoe_eval.settings import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +30,9 @@ DEFAULT_CONTEXT = 32768
 
 @dataclass(frozen=True)
 class SamplingParams:
-    temperature: float = 0.7
-    top_p: float = 1.0
-    max_tokens: int = 4096
+    temperature: float = Generation.temperature  # a pool entry's defaults (``generation:``)
+    top_p: float = Generation.top_p
+    max_tokens: int = Generation.max_gen_toks
     stop: tuple[str, ...] = ()
     seed: int | None = None
 
@@ -123,8 +124,8 @@ class Engine(ABC):
     load_cost_tokens = 2000  # a load, in tokens this backend decodes meanwhile (worker placement)
     holds_memory = True  # False: a loaded engine takes no room here (a served model)
 
-    def __init__(self, expert: ExpertSpec, *, batch_size: int = 8, device: str | None = None, seed: int = 0,
-                 threads: int | None = None):
+    def __init__(self, expert: ExpertSpec, *, batch_size: int = DEFAULTS.batch_size, device: str | None = DEFAULTS.device,
+                 seed: int = DEFAULTS.seed, threads: int | None = DEFAULTS.threads):
         self.expert = expert
         self.batch_size = max(1, int(batch_size))
         self.device_request = device

@@ -4,7 +4,9 @@
 process. It must stay stdlib-only and cheap: it only puts one finder on ``sys.meta_path`` that
 watches for three lm-eval modules and, once each has been executed, calls
 :mod:`symoe_eval.harness.plugin` to register our models and task folder. Nothing of lm-eval or
-symoe-eval's heavy code is imported by programs that never import lm-eval.
+symoe-eval's heavy code is imported by programs that never import lm-eval. ``SYMOE_EVAL_NO_HOOK=1``
+keeps the ``.pth`` line from importing it; an lm-eval that discovers plugins finds us by our entry
+points without it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """What symoe-eval adds to lm-eval: a model name per method, answer filters and a task folder.
 
 Called by the start-up hook (:mod:`symoe_eval.harness.hook`) right after lm-eval's registry and task
-manager modules are executed, and by the ``symoe-eval`` console script directly. Both paths are
-idempotent.
+manager modules are executed, by the ``symoe-eval`` console script, and when lm-eval imports a
+method's model class through our ``lm_eval.models`` entry point. Each path is idempotent. Where
+lm-eval reads our entry points itself (its plugin discovery), the models and the task folder are
+left to it.
 """
 
 from __future__ import annotations
@@ -42,10 +44,20 @@ def on_registry_imported(registry_module) -> None:
     import lm_eval.models  # noqa: F401  (cheap: registers lazy strings)
 
     for name in METHODS:  # lazy: lm-eval imports a method only when its name is asked for
-        if name not in registry_module.model_registry:
+        if name not in registry_module.model_registry:  # e.g. found through our entry points already
             registry_module.model_registry.register(name, target=f"{ADAPTERS}:{name}")
     register_filters(registry_module)
     one_line_errors()
+
+
+def lm_eval_reads_our(lm_eval_module, discovery: str, group: str) -> bool:
+    """Whether this lm-eval discovers plugins (``discovery`` is its function for that) and finds
+    our entry points in ``group`` (``setup.cfg``)."""
+    if not hasattr(lm_eval_module, discovery):
+        return False
+    from importlib.metadata import entry_points
+
+    return any(ep.value.startswith("symoe_eval.") for ep in entry_points(group=group))
 
 
 def register_filters(registry_module) -> None:
@@ -69,8 +81,10 @@ def run_name(model_source: str, model_args) -> str | None:
         return None
     if isinstance(model_args, str):
         model_args = dict(kv.split("=", 1) for kv in model_args.split(",") if "=" in kv)
+    from symoe_eval.runtime.context import default_pool
+
     args = model_args or {}
-    pool = str(args.get("pool", "default")).rsplit("/", 1)[-1].removesuffix(".yaml")
+    pool = str(args.get("pool") or default_pool(args.get("engine"))).rsplit("/", 1)[-1].removesuffix(".yaml")
     parts = [model_source, pool, args.get("expert"), args.get("routing")]
     parts += [f"{key}{args[key]}" for key in ("layers", "rounds", "k") if key in args]
     return "-".join(str(p) for p in parts if p)
@@ -81,7 +95,8 @@ def on_tracker_imported(tracker_module) -> None:
 
 
 def on_task_manager_imported(manager_module) -> None:
-    wrap_task_manager_init(manager_module.TaskManager, str(tasks_dir()))
+    if not lm_eval_reads_our(manager_module, "discover_plugin_task_paths", "lm_eval.tasks"):
+        wrap_task_manager_init(manager_module.TaskManager, str(tasks_dir()))
 
 
 def activate() -> None:

@@ -21,7 +21,7 @@ def build_profile(pool: str, task: str, limit: int | None = None, data_dir: str 
                   include_path: str | None = None, split: str | None = None, question_field: str | None = None,
                   **run: Any) -> Path:
     """Profile ``task`` on ``pool`` and write the profile, its report and its annotations;
-    ``run``: the run arguments (``runargs.RUN_ARGS``: engine, cache_dir, seed, batch_size, ...)."""
+    ``run``: the run arguments (``settings.RUN_ARGS``: engine, cache_dir, seed, batch_size, ...)."""
     context = RunContext.create(pool=pool, **run)
     val = load_validation(task, limit, data_dir, include_path, split, question_field)
     return profiling.build_profile(context, val, limit, profiles_root, samples, progress)

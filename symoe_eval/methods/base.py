@@ -84,7 +84,7 @@ class MethodResult:
 
 class Method:
     """Base of every method, registered by its lm-eval model name in ``methods.METHODS``; the
-    constructor's keyword arguments are its model_args (besides the run's, ``runtime.runargs``)."""
+    constructor's keyword arguments are its model_args (besides the run's, ``settings.RUN_ARGS``)."""
 
     def __init__(self, runtime: RunContext):
         self.runtime = runtime

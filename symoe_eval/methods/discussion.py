@@ -18,7 +18,7 @@ from symoe_eval.errors import SymoeError
 from symoe_eval.methods.aggregation import discussion_prompt
 from symoe_eval.methods.answers import INVALID, choices_in, vote
 from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, parse_names, response_rows
-from symoe_eval.runtime.runargs import model_arg
+from symoe_eval.settings import model_arg
 
 VOTES = ("majority", "confidence")
 _CONFIDENCE = re.compile(r"confidence\s*[:=]?\s*(\d+(?:\.\d+)?)\s*(%?)", re.IGNORECASE)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, parse_names, response_rows
-from symoe_eval.runtime.runargs import model_arg
+from symoe_eval.settings import model_arg
 from symoe_eval.runtime.scheduling import Call
 
 

@@ -116,7 +116,7 @@ def build_profile(context: RunContext, val: ValidationSet, limit: int | None = N
                   samples: int = 1, progress: bool = True) -> Path:
     """Profile ``val``'s task on the context's pool and write the profile, its report and its
     annotations; ``limit``: how many docs ``val`` was cut to (for the provenance)."""
-    seed, max_gen_toks = context.seed, context.max_gen_toks
+    seed, max_gen_toks = context.settings.seed, context.settings.max_gen_toks
     keyword_model = context.pool.keyword_model()
     with context.scheduler(progress) as scheduler:
         keywords = annotate(scheduler, keyword_model, val.questions, seed, later=list(context.pool.experts),
@@ -142,7 +142,7 @@ def provenance(context: RunContext, keyword_model: str, val: ValidationSet, limi
     return {
         "pool": context.pool.name, "models": {e: s.model for e, s in context.pool.experts.items()},
         "keyword_model": keyword_model, "questions": len(val.docs), "limit": limit, "split_hash": val.split_hash,
-        "seed": context.seed, "samples_per_expert": samples, "max_gen_toks": max_gen_toks, "aggregation_items": items,
+        "seed": context.settings.seed, "samples_per_expert": samples, "max_gen_toks": max_gen_toks, "aggregation_items": items,
         "backend": context.backend, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "run": scheduler.summary(),
     }

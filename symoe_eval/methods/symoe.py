@@ -16,7 +16,7 @@ from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, r
 from symoe_eval.methods.routing import QuestionRef, Route, SentenceEmbedder, question_rng, router_class
 from symoe_eval.methods.skills import KEYWORD_MAX_GEN_TOKS, annotate
 from symoe_eval.pools.weights import resolve_weights
-from symoe_eval.runtime.runargs import model_arg
+from symoe_eval.settings import model_arg
 from symoe_eval.runtime.scheduling import Call
 
 log = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ class SymbolicMoE(StagedMethod):
     def _routes(self, questions, profiles, keywords) -> dict[tuple, Route]:
         routes = {}
         for q in questions:
-            rng = question_rng(self.runtime.seed, q.task, q.doc_id, q.repeat)
+            rng = question_rng(self.runtime.settings.seed, q.task, q.doc_id, q.repeat)
             routes[q.key] = self.router.route(profiles[q.task], QuestionRef(q.task, q.doc_id), keywords.get(q.text, []), rng)
             if routes[q.key].fallback:
                 log.warning("%s doc %s: %s; recruiting the globally strongest experts",
@@ -102,7 +102,7 @@ class SymbolicMoE(StagedMethod):
     def _run(self, scheduler, questions, profiles, aggregators):
         keywords = {}
         if self.router.needs_keywords:
-            keywords = annotate(scheduler, self.keyword_model, [q.text for q in questions], self.runtime.seed,
+            keywords = annotate(scheduler, self.keyword_model, [q.text for q in questions], self.runtime.settings.seed,
                                 self.keyword_max_gen_toks, examples=self.pool.keyword_examples)
         routes = self._routes(questions, profiles, keywords)
         answers = scheduler.run("experts", self._expert_calls(questions, routes), later=list(aggregators.values()))

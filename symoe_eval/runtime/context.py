@@ -13,8 +13,8 @@ from symoe_eval.engines import SERVED, Engine, EngineFactory, GenerationCache, G
 from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.paths import cache_root
 from symoe_eval.pools.schema import Pool, load_pool
-from symoe_eval.runtime.runargs import parse_run_args
 from symoe_eval.runtime.scheduling import Scheduler, StageScheduler
+from symoe_eval.settings import DEFAULTS, RunSettings, parse_run_args
 
 log = logging.getLogger(__name__)
 
@@ -29,43 +29,41 @@ def cache_dir_for(given: str | Path | None, pool: Pool) -> Path | None:
     return Path(given).expanduser() if given else cache_root() / "generations" / pool.name
 
 
+def default_pool(engine: str | None = "auto") -> str:
+    """The pool a run uses when it names none: its engine's (``Engine.default_pool``)."""
+    return engine_class(pick_backend(engine or "auto")).default_pool
+
+
 @dataclass
 class RunContext:
+    """``settings`` as asked (``settings.RUN_ARGS``); the pool, backend and cache folder they resolve to."""
+
     pool: Pool
     backend: str
     cache_dir: Path | None
-    seed: int = 0
-    temperature: float | None = None  # overrides the task's
-    max_gen_toks: int | None = None  # overrides the task's and the pool's cap
-    batch_size: int = 8
-    device: str | None = None
-    max_loaded: int | None = None
-    workers: int = 1  # > 1: Ray actors (symoe_eval.runtime.workers); 1: in process, no Ray import
-    ray_address: str | None = None  # join a running cluster ("auto", "ray://host:10001")
-    gpus_per_worker: float | None = None
-    threads: int | None = None  # torch threads per model process; None: the process's default
+    settings: RunSettings = DEFAULTS
     _readers: dict[str, Engine] = field(default_factory=dict, repr=False)  # unloaded: tokenizer, context
 
     @classmethod
     def create(cls, **raw: Any) -> "RunContext":
-        """Validate raw run arguments (``runargs.RUN_ARGS``: model_args strings, CLI or Python
+        """Validate raw run arguments (``settings.RUN_ARGS``: model_args strings, CLI or Python
         values) into a context; the cache folder is checked for writing before any model loads."""
-        args = parse_run_args({k: v for k, v in raw.items() if v is not None})
-        requested = args.pop("engine")
-        backend = pick_backend(requested)
-        spec = load_pool(args.pop("pool") or engine_class(backend).default_pool)
-        if requested == "auto" and all(e.served for e in spec.experts.values()):
+        settings = parse_run_args({k: v for k, v in raw.items() if v is not None})
+        backend = pick_backend(settings.engine)
+        spec = load_pool(settings.pool or engine_class(backend).default_pool)
+        if settings.engine == "auto" and all(e.served for e in spec.experts.values()):
             backend = SERVED  # nothing to load: the run's engine is the servers'
-        context = cls(pool=spec, backend=backend, cache_dir=cache_dir_for(args.pop("cache_dir"), spec), **args)
+        context = cls(pool=spec, backend=backend, cache_dir=cache_dir_for(settings.cache_dir, spec), settings=settings)
         if context.cache_dir is not None:
             GenerationCache(context.cache_dir).check_writable()
-        if spec.max_gen_toks and context.max_gen_toks is None:
+        if spec.max_gen_toks and settings.max_gen_toks is None:
             log.info("pool %s caps each call at %d new tokens; ask for more with max_gen_toks", spec.name, spec.max_gen_toks)
         return context
 
     def engine_kwargs(self) -> dict:
         """What every engine of the run is built with, in process or in a Ray actor."""
-        return {"batch_size": self.batch_size, "device": self.device, "seed": self.seed, "threads": self.threads}
+        s = self.settings
+        return {"batch_size": s.batch_size, "device": s.device, "seed": s.seed, "threads": s.threads}
 
     def engine_factory(self) -> EngineFactory:
         """How every engine of the run is built, in process and on each Ray worker."""
@@ -77,29 +75,32 @@ class RunContext:
     def scheduler(self, progress: bool = True) -> StageScheduler:
         """Use with ``with``: every model still loaded is unloaded at the end, error or not.
         With ``workers`` > 1 or a ``ray_address``, the stages run on Ray actors instead."""
-        max_loaded = self.max_loaded or engine_class(self.backend).default_max_loaded
-        if self.workers == 1 and not self.ray_address:
+        s = self.settings
+        max_loaded = s.max_loaded or engine_class(self.backend).default_max_loaded
+        if s.workers == 1 and not s.ray_address:
             return Scheduler(self.engine, max_loaded, progress=progress)
         from symoe_eval.runtime.workers import RayScheduler
 
-        return RayScheduler(self.pool.experts, self.engine_factory(), self.workers, max_loaded, progress,
-                            self.ray_address, gpus_per_worker=self._gpus_per_worker())
+        return RayScheduler(self.pool.experts, self.engine_factory(), s.workers, max_loaded, progress,
+                            s.ray_address, gpus_per_worker=self._gpus_per_worker())
 
     def reproducibility(self, scheduler: StageScheduler) -> dict:
         """What a run's texts depend on besides its requests and seed, for its summary: same values
         (and the same requests) give the same texts, however many workers (README, Reproducibility)."""
-        return {"engine": self.backend, "batch_size": self.batch_size, "threads": self.threads or "default",
-                "workers": self.workers if not self.ray_address else f"ray {self.ray_address}",
+        s = self.settings
+        return {"engine": self.backend, "batch_size": s.batch_size, "threads": s.threads or "default",
+                "workers": s.workers if not s.ray_address else f"ray {s.ray_address}",
                 "chat_formatting": CHAT_FORMATTING, "models": dict(sorted(scheduler.model_setups().items()))}
 
     def _gpus_per_worker(self) -> float:
         """What one actor needs: as asked, else what the engine says for this pool."""
-        if self.gpus_per_worker is not None:
-            return self.gpus_per_worker
-        return engine_class(self.backend).gpus_per_worker(list(self.pool.experts.values()), self.device)
+        if self.settings.gpus_per_worker is not None:
+            return self.settings.gpus_per_worker
+        return engine_class(self.backend).gpus_per_worker(list(self.pool.experts.values()), self.settings.device)
 
     def sampling(self, expert: str, gen_kwargs: dict | None = None, max_tokens: int | None = None) -> SamplingParams:
-        params = sampling_for(self.pool.expert(expert), gen_kwargs, self.temperature, self.max_gen_toks, self.seed,
+        s = self.settings
+        params = sampling_for(self.pool.expert(expert), gen_kwargs, s.temperature, s.max_gen_toks, s.seed,
                               self.pool.max_gen_toks)
         return replace(params, max_tokens=max_tokens) if max_tokens else params
 

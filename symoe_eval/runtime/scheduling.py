@@ -126,7 +126,7 @@ class StageScheduler:
     or not). :class:`Scheduler` runs in this process, ``runtime.workers.RayScheduler`` on Ray
     actors; both build engines with the run's one engine factory."""
 
-    def __init__(self, max_loaded: int = 1, progress: bool = True):
+    def __init__(self, max_loaded: int, progress: bool = True):
         self.max_loaded = max(1, int(max_loaded))
         self.progress = progress
         self.stages: list[StageReport] = []
@@ -176,7 +176,7 @@ class StageScheduler:
 class Scheduler(StageScheduler):
     """In process: one engine per model from ``engine_factory``, at most ``max_loaded`` loaded."""
 
-    def __init__(self, engine_factory: Callable[[str], Engine], max_loaded: int = 1, progress: bool = True):
+    def __init__(self, engine_factory: Callable[[str], Engine], max_loaded: int, progress: bool = True):
         super().__init__(max_loaded, progress)
         self.engine_factory = engine_factory
         self.engines: dict[str, Engine] = {}

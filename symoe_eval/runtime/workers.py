@@ -29,6 +29,7 @@ from symoe_eval.errors import SymoeError
 from symoe_eval.pools.schema import ExpertSpec
 from symoe_eval.runtime.placement import Chunk, Dispatcher, make_chunks
 from symoe_eval.runtime.scheduling import Call, StageReport, StageScheduler
+from symoe_eval.settings import DEFAULTS
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +80,12 @@ class WorkerState:
 class RayScheduler(StageScheduler):
     """Stages over N Ray actors (see the module docstring)."""
 
-    def __init__(self, experts: dict[str, ExpertSpec], factory: EngineFactory, workers: int = 2, max_loaded: int = 1,
+    def __init__(self, experts: dict[str, ExpertSpec], factory: EngineFactory, workers: int, max_loaded: int,
                  progress: bool = True, ray_address: str | None = None, cpus_per_worker: float | None = None,
                  gpus_per_worker: float = 0):
         super().__init__(max_loaded, progress)
         self.experts, self.factory = experts, factory
-        self.batch_size = int(factory.engine_kwargs.get("batch_size", 8))  # the engines' micro-batch: chunks hold whole ones
+        self.batch_size = int(factory.engine_kwargs.get("batch_size", DEFAULTS.batch_size))  # the engines' micro-batch: chunks hold whole ones
         self.load_cost = factory.engine_cls.load_cost_tokens
         self._readers: dict[str, Engine] = {}  # never loaded: what the cache holds, and its locks
         self._stats: dict[str, EngineStats] = {}

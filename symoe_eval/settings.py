@@ -1,16 +1,18 @@
-"""The run's arguments, each declared once: name, kind, range, default and help.
+"""The run's settings, each declared once in :data:`RUN_ARGS`: name, kind, range, default, help.
 
-``--model_args`` of every model, ``symoe profile``'s flags and the README's table of shared
-model args all come from :data:`RUN_ARGS`, so an argument cannot exist in one and not another.
-:func:`parse_run_args` turns raw values (model_args strings, CLI values, Python values) into
-checked ones, or one line naming the argument and its valid range.
+Everything else is derived from that table: :class:`RunSettings` (the checked values a run
+carries: ``RunContext.settings``, the engines' keyword defaults, Ray workers through the engine
+factory), the ``--model_args`` every model accepts, ``symoe profile``'s flags and the README's
+table. A new run argument is one ``RunArg`` line. :func:`parse_run_args` turns raw values
+(model_args strings, CLI values, Python values) into settings, or one line naming the argument
+and its valid range.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field, make_dataclass
+from typing import Any, Optional
 
 from symoe_eval.errors import SymoeError
 
@@ -62,6 +64,14 @@ RUN_ARGS: tuple[RunArg, ...] = (
 )
 NAMES = tuple(arg.name for arg in RUN_ARGS)
 
+RunSettings = make_dataclass(
+    "RunSettings", [(arg.name, Optional[arg.kind], field(default=arg.default)) for arg in RUN_ARGS], frozen=True,
+    namespace={"__doc__": "A run's checked settings, one field per ``RUN_ARGS`` entry (what was asked: the "
+                          "pool and engine by name)."},
+)
+RunSettings.__module__ = __name__
+DEFAULTS = RunSettings()
+
 
 def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = None, optional: bool = False):
     """A --model_args value as ``kind``, or one line naming the argument and its valid range:
@@ -80,12 +90,12 @@ def model_arg(name: str, value: Any, kind: type = int, minimum: float | None = N
     return converted
 
 
-def parse_run_args(raw: dict[str, Any]) -> dict[str, Any]:
+def parse_run_args(raw: dict[str, Any]) -> RunSettings:
     """Every run argument, checked, with its default where ``raw`` has none."""
     unknown = sorted(set(raw) - set(NAMES))
     if unknown:
         raise SymoeError(f"unknown run arguments {', '.join(unknown)}")
-    return {arg.name: arg.parse(raw[arg.name]) if arg.name in raw else arg.default for arg in RUN_ARGS}
+    return RunSettings(**{arg.name: arg.parse(raw[arg.name]) for arg in RUN_ARGS if arg.name in raw})
 
 
 def add_flags(parser, skip: tuple[str, ...] = ()) -> None:

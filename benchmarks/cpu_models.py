@@ -1,6 +1,6 @@
 """Measure each expert of a pool on this machine: file size, load times, tokens/s at batch 1 and 8.
 
-Prints a markdown table for the registry's `measured` fields and the README. Greedy decoding
+Prints a markdown table for the registry's `measured` fields and docs/pools.md. Greedy decoding
 of a fixed prompt; tokens/s counts the tokens actually generated (rows that end early count less).
 Usage: python benchmarks/cpu_models.py [--pool tiny-cpu] [--new-tokens 64]
 """

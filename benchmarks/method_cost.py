@@ -157,7 +157,7 @@ HEADER = ("| method | wall s | x moa | loads (distinct) | load s | generate s | 
 
 
 def row(name: str, r: dict, moa: dict) -> str:
-    """One markdown table row (the README quotes the table as printed)."""
+    """One markdown table row (docs/results.md quotes the table as printed)."""
     n = r["questions"]
     overhead = r["wall"] - r["load_seconds"] - r["generate_seconds"]
     return (f"| {name} | {r['wall']:.1f} | {r['wall'] / moa['wall']:.2f} | {r['loads']} ({r['distinct']}) "

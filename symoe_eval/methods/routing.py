@@ -231,7 +231,7 @@ def best_distinct(estimates: dict[str, float], k: int) -> list[str]:
 
 class CalibratedRouter(Router):
     """Beyond the paper: per-keyword accuracies pooled over similar profile keywords and shrunk
-    towards each expert's overall accuracy, and the ``k`` best *distinct* experts (README: Routers)."""
+    towards each expert's overall accuracy, and the ``k`` best *distinct* experts (docs/method.md: Routers)."""
 
     name = "calibrated"
     needs_keywords = True

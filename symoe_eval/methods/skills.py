@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 KEYWORD_SAMPLES = 5
 KEYWORD_TEMPERATURE = 0.7
 # "Keywords: " and five keywords of at most 20 characters fit in ~35 tokens; a batch decodes as long
-# as its longest reply, so one rambling sample must not set the pace (see the README's departures).
+# as its longest reply, so one rambling sample must not set the pace (see docs/method.md, departures).
 KEYWORD_MAX_GEN_TOKS = 40
 # The reply is one line ("Keywords: a, b"), or a short list; stop before any explanation after it.
 KEYWORD_STOP = ("\n\n",)

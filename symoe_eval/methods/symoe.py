@@ -35,7 +35,7 @@ class SymoeRow(Row):
 
 
 class SymbolicMoE(StagedMethod):
-    """``--model symoe --model_args pool=tiny-cpu,k=3,...`` (see the README for every argument).
+    """``--model symoe --model_args pool=tiny-cpu,k=3,...`` (the README and docs/method.md list every argument).
 
     ``routing`` names a router (``symoe_eval.methods.routing.ROUTERS``): ``instance`` is the method,
     ``task`` and ``random`` are the paper's ablations. ``aggregate=always`` is the paper;

@@ -86,7 +86,7 @@ class RunContext:
 
     def reproducibility(self, scheduler: StageScheduler) -> dict:
         """What a run's texts depend on besides its requests and seed, for its summary: same values
-        (and the same requests) give the same texts, however many workers (README, Reproducibility)."""
+        (and the same requests) give the same texts, however many workers (docs/engines.md, Reproducibility)."""
         s = self.settings
         return {"engine": self.backend, "batch_size": s.batch_size, "threads": s.threads or "default",
                 "workers": s.workers if not s.ray_address else f"ray {s.ray_address}",

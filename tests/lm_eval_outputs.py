@@ -37,7 +37,7 @@ def answer_text(name: str, task: str, doc: int) -> str:
 
 def run_summary(name: str, tasks: dict[str, list[float]], **fields) -> dict:
     """The run summary our models write for the run ``write_run(name, tasks)`` stands for."""
-    from symoe_eval.analysis.runlog import answers_digest
+    from symoe_eval.runoutput import answers_digest
 
     digest = answers_digest((t, d, answer_text(name, t, d)) for t, scores in tasks.items() for d in range(len(scores)))
     return {"answers_digest": digest, **fields}
@@ -108,7 +108,7 @@ def symoe_question(doc: int) -> dict:
 def write_symoe_run(root: Path, questions: int, stamp="2026-12-02T10-00-00.000001") -> Path:
     """A symoe run as lm-eval and our run log write it: results, samples (with docs, targets and
     filtered answers), the routing log and the run summary that points at it."""
-    from symoe_eval.analysis.runlog import answers_digest
+    from symoe_eval.runoutput import answers_digest
 
     folder = root / "symoe" / "model_dir"
     folder.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,8 @@ from fakes import WordTokenizer
 from symoe_eval.engines import ENGINES, Completion, Engine, register_engine
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods import METHODS
-from symoe_eval.methods.base import Method, MethodResult, Question, Row, parse_names
+from symoe_eval.methods.base import Method, MethodResult, Question, parse_names
+from symoe_eval.runoutput import Row
 from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, save_profile
 from symoe_eval.methods.routing import ROUTERS, Route, Router, register_router
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).parents[1] / "symoe_eval"
 LAYERS = {"cli": 7, "harness": 6, "methods": 5, "runtime": 4, "engines": 3, "pools": 2, "analysis": 2,
-          "registry": 1, "settings": 1, "errors": 0, "paths": 0, "atomic": 0, "__init__": 0}
+          "registry": 1, "settings": 1, "runoutput": 1, "errors": 0, "paths": 0, "atomic": 0, "__init__": 0}
 
 
 def layer_of(module: str) -> str:

@@ -8,6 +8,7 @@ import logging
 from symoe_eval.errors import SymoeError
 from symoe_eval.analysis.runs import Run
 from symoe_eval.analysis.stats import holm, paired_result
+from symoe_eval.runoutput import MODEL_SETUP, SETUP, TEXT_SETUP
 
 log = logging.getLogger(__name__)
 
@@ -45,18 +46,14 @@ def paired_scores(a: Run, b: Run, task: str, pair_by_doc: bool = False) -> tuple
     return docs, [ta.scores[d] for d in docs], [tb.scores[d] for d in docs]
 
 
-SETUP_KEYS = ("engine", "batch_size", "threads", "chat_formatting")  # workers alone does not change texts
-MODEL_SETUP_KEYS = ("version", "dtype", "device", "threads", "batch_size")
-
-
 def setup_differences(a: Run, b: Run) -> list[str]:
     """What differs between two runs' setups that changes texts (docs/engines.md, Reproducibility):
     their accuracy may differ for these reasons too, not only for the method."""
     sa, sb = a.setup, b.setup
-    found = [f"{key}: {sa[key]} vs {sb[key]}" for key in SETUP_KEYS if key in sa and key in sb and sa[key] != sb[key]]
-    models_a, models_b = sa.get("models", {}), sb.get("models", {})
+    found = [f"{key}: {sa[key]} vs {sb[key]}" for key in TEXT_SETUP if key in sa and key in sb and sa[key] != sb[key]]
+    models_a, models_b = sa.get(SETUP.models, {}), sb.get(SETUP.models, {})
     for model in sorted(set(models_a) & set(models_b)):
-        found += [f"{model} {key}: {models_a[model][key]} vs {models_b[model][key]}" for key in MODEL_SETUP_KEYS
+        found += [f"{model} {key}: {models_a[model][key]} vs {models_b[model][key]}" for key in MODEL_SETUP
                   if key in models_a[model] and key in models_b[model] and models_a[model][key] != models_b[model][key]]
     return found
 

@@ -21,6 +21,7 @@ from symoe_eval.errors import SymoeError
 from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
 from symoe_eval.analysis.stats import accuracy_ci, holm, mcnemar_exact
 from symoe_eval.atomic import replace_file
+from symoe_eval.runoutput import MODEL_STATS, ROW, SUMMARY
 
 ALPHA = 0.05
 
@@ -34,13 +35,14 @@ def method_work(summary: dict | None) -> dict:
     """Cost columns from a run summary: a cached call still counts as the method's work."""
     if not summary:
         return {key: None for key in COST_COLUMNS if key != "wall_s"}
-    models = summary.get("models", {}).values()
+    models = summary.get(SUMMARY.models, {}).values()
+    s = MODEL_STATS
     return {
-        "models_used": sum(1 for m in models if m.get("calls", 0) + m.get("cached_calls", 0)),
-        "calls": sum(m.get("calls", 0) + m.get("cached_calls", 0) for m in models),
-        "tokens": sum(m.get("generated_tokens", 0) + m.get("cached_tokens", 0) for m in models),
-        "loads": summary.get("total_loads"),
-        "generated": sum(m.get("generated_tokens", 0) for m in models),
+        "models_used": sum(1 for m in models if m.get(s.calls, 0) + m.get(s.cached_calls, 0)),
+        "calls": sum(m.get(s.calls, 0) + m.get(s.cached_calls, 0) for m in models),
+        "tokens": sum(m.get(s.generated_tokens, 0) + m.get(s.cached_tokens, 0) for m in models),
+        "loads": summary.get(SUMMARY.total_loads),
+        "generated": sum(m.get(s.generated_tokens, 0) for m in models),
     }
 
 
@@ -189,13 +191,13 @@ def recruitment_counts(run: Run) -> tuple[dict[str, Counter], dict[str, str]] | 
     """Experts recruited per task and the aggregator(s), from a symoe run's routing log (rows
     without a task and a list of experts are skipped)."""
     summary = run.summary or {}
-    if summary.get("method") != "symoe" or run.routing_log is None:
+    if summary.get(SUMMARY.method) != "symoe" or run.routing_log is None:
         return None
     counts: dict[str, Counter] = {}
     for row in read_jsonl(run.routing_log):
-        if isinstance(row.get("experts"), list) and "task" in row:
-            counts.setdefault(str(row["task"]), Counter()).update(map(str, row["experts"]))
-    aggregators = summary.get("aggregators")
+        if isinstance(row.get(ROW.experts), list) and ROW.task in row:
+            counts.setdefault(str(row[ROW.task]), Counter()).update(map(str, row[ROW.experts]))
+    aggregators = summary.get(SUMMARY.aggregators)
     if not counts:
         return None
     return counts, {str(k): str(v) for k, v in aggregators.items()} if isinstance(aggregators, dict) else {}

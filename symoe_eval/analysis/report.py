@@ -25,6 +25,7 @@ from symoe_eval.analysis.leaderboard import (COST_COLUMNS, build_table, plot_acc
 from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
 from symoe_eval.atomic import replace_file
 from symoe_eval.errors import SymoeError
+from symoe_eval.runoutput import INVALID, RESPONSE, ROW, SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -76,9 +77,9 @@ def text_list(value) -> list[str] | None:
 
 
 def _said(response, gold: str) -> dict:
-    response = response if isinstance(response, dict) else {"text": response}
-    answer = str(response.get("answer", ""))
-    return {"who": str(response.get("expert", "?")), "answer": answer, "text": str(response.get("text", "")),
+    response = response if isinstance(response, dict) else {RESPONSE.text: response}
+    answer = str(response.get(RESPONSE.answer, ""))
+    return {"who": str(response.get(RESPONSE.expert, "?")), "answer": answer, "text": str(response.get(RESPONSE.text, "")),
             "right": answer_is_right(answer, gold) if gold else None}
 
 
@@ -91,23 +92,23 @@ def routing_rows(run: Run) -> dict[tuple[str, int], list[dict]]:
     skipped = 0
     for row in read_jsonl(run.routing_log):
         try:
-            found.setdefault((str(row["task"]), int(row["doc_id"])), []).append(row)
+            found.setdefault((str(row[ROW.task]), int(row[ROW.doc_id])), []).append(row)
         except (KeyError, ValueError, TypeError):
             skipped += 1
     if skipped:
         log.warning("%s: skipped %d row(s) without a task and doc_id", run.routing_log, skipped)
-    order = lambda r: r.get("repeat") if isinstance(r.get("repeat"), int) else 0  # noqa: E731
+    order = lambda r: r.get(ROW.repeat) if isinstance(r.get(ROW.repeat), int) else 0  # noqa: E731
     return {key: sorted(rows, key=order) for key, rows in found.items()}
 
 
 def method_rounds(row: dict) -> list[tuple[str, list]]:
     """A routing-log row's responses as named rounds: symoe's experts, MoA's layers, a
     discussion's rounds."""
-    if "layers" in row:
-        return [(f"layer {i}", layer) for i, layer in enumerate(text_rounds(row["layers"]), 1)]
-    if "rounds" in row:
-        return [(f"round {i}", answers) for i, answers in enumerate(text_rounds(row["rounds"]))]
-    responses = row.get("responses", [])
+    if ROW.layers in row:
+        return [(f"layer {i}", layer) for i, layer in enumerate(text_rounds(row[ROW.layers]), 1)]
+    if ROW.rounds in row:
+        return [(f"round {i}", answers) for i, answers in enumerate(text_rounds(row[ROW.rounds]))]
+    responses = row.get(ROW.responses, [])
     return [("experts", responses if isinstance(responses, list) else [responses])]
 
 
@@ -119,7 +120,7 @@ def text_rounds(value) -> list[list]:
 def _rounds(rows: list[dict], gold: str) -> list[dict]:
     shown = []
     for row in rows:
-        sample = f"sample {order + 1}: " if len(rows) > 1 and isinstance(order := row.get("repeat", 0), int) else ""
+        sample = f"sample {order + 1}: " if len(rows) > 1 and isinstance(order := row.get(ROW.repeat, 0), int) else ""
         for name, responses in method_rounds(row):
             shown.append({"name": sample + name, "responses": [_said(r, gold) for r in responses]})
     return shown
@@ -131,14 +132,15 @@ def question_item(task: str, doc: int, samples, rows: list[dict], model: str) ->
     question, gold = _first(document, QUESTION_FIELDS), samples.targets.get(doc, "")
     texts = samples.texts.get(doc, [])
     first = rows[0] if rows else {}
-    answered_by = str(first.get("aggregator") or ("majority vote" if "votes" in first else model))
+    answered_by = str(first.get(ROW.aggregator) or ("majority vote" if ROW.votes in first else model))
     return {
         "task": task, "doc": doc, "subject": _first(document, SUBJECT_FIELDS), "question": question, "gold": gold,
         "answer": samples.answers.get(doc, ""), "score": samples.scores[doc],
-        "final": {"who": answered_by, "text": str(texts[0] if texts else first.get("final_text", ""))},
-        "keywords": text_list(first.get("keywords")), "mapped": text_list(first.get("mapped_keywords")),
-        "fallback": None if first.get("fallback") is None else str(first["fallback"]), "consensus": bool(first.get("consensus")),
-        "experts": text_list(first.get("experts")) or [], "votes": text_list(first.get("votes")),
+        "final": {"who": answered_by, "text": str(texts[0] if texts else first.get(ROW.final_text, ""))},
+        "keywords": text_list(first.get(ROW.keywords)), "mapped": text_list(first.get(ROW.mapped_keywords)),
+        "fallback": None if first.get(ROW.fallback) is None else str(first[ROW.fallback]),
+        "consensus": bool(first.get(ROW.consensus)),
+        "experts": text_list(first.get(ROW.experts)) or [], "votes": text_list(first.get(ROW.votes)),
         "rounds": _rounds(rows, gold),
     }
 
@@ -148,7 +150,7 @@ def run_data(run: Run, label: str) -> dict:
     logged = routing_rows(run)
     items = [question_item(task, doc, samples, logged.get((task, doc), []), run.model)
              for task, samples in sorted(run.tasks.items()) for doc in sorted(samples.scores)]
-    return {"label": label, "model": run.model, "method": str((run.summary or {}).get("method", run.model)),
+    return {"label": label, "model": run.model, "method": str((run.summary or {}).get(SUMMARY.method, run.model)),
             "results": str(run.results_path), "questions": items}
 
 
@@ -195,6 +197,7 @@ def build_report(root: str | Path, out: str | Path | None = None, baseline: str 
         "leaderboard": leaderboard_data(tasks, rows),
         "plots": plots(tasks, rows),
         "runs": [run_data(r["run_obj"], r["run"]) for r in rows],
+        "invalid": INVALID,  # the answer that marks "none readable" (runoutput), for the page
     }
     path = Path(out) if out else Path(root) / "report.html"
     replace_file(path, render_page(data).encode("utf-8", "replace"))

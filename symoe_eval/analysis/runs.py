@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.analysis.runlog import answers_digest
+from symoe_eval.runoutput import SETUP, SUMMARY, answers_digest
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +91,7 @@ class Run:
     def routing_log(self) -> Path | None:
         """Our routing log: the file the summary names, read only beside the summary itself (a
         summary cannot point a reader at a file outside the run's folder)."""
-        named = (self.summary or {}).get("routing_log")
+        named = (self.summary or {}).get(SUMMARY.routing_log)
         if not isinstance(named, str) or self.summary_path is None:
             return None
         name = Path(named.replace("\\", "/")).name
@@ -114,10 +114,10 @@ class Run:
     def setup(self) -> dict:
         """What its texts depend on besides requests and seed: our summary's record, else what
         lm-eval's results say (an ``hf`` run formats prompts by a chat template only when asked)."""
-        if self.summary and "reproducibility" in self.summary:
-            return self.summary["reproducibility"]
+        if self.summary and SUMMARY.reproducibility in self.summary:
+            return self.summary[SUMMARY.reproducibility]
         sha = self.results.get("chat_template_sha")
-        return {"chat_formatting": f"chat template {sha[:12]}" if sha else "none (the prompt as plain text)"}
+        return {SETUP.chat_formatting: f"chat template {sha[:12]}" if sha else "none (the prompt as plain text)"}
 
     @property
     def wall_seconds(self) -> float | None:
@@ -200,7 +200,7 @@ def _summary_for(results_path: Path, model: str, digest: str) -> tuple[dict | No
             except ValueError:
                 log.warning("%s: not JSON in UTF-8; ignored", path)
                 continue
-            if isinstance(summary, dict) and summary.get("method") == model and summary.get("answers_digest") == digest:
+            if isinstance(summary, dict) and summary.get(SUMMARY.method) == model and summary.get(SUMMARY.answers_digest) == digest:
                 return summary, path
     return None, None
 

@@ -19,12 +19,13 @@ from typing import Any
 from lm_eval.api.instance import Instance
 from lm_eval.api.model import LM
 
-from symoe_eval.analysis.runlog import RunLog
 from symoe_eval.errors import SymoeError
 from symoe_eval.harness import plugin
 from symoe_eval.harness.lm_eval_internals import evaluation_argument, lm_eval_output_path, running_task_answers, sampled_doc_ids
+from symoe_eval.harness.runlog import RunLog
 from symoe_eval.methods import METHODS
 from symoe_eval.methods.base import Method, MethodResult, Question
+from symoe_eval.runoutput import SUMMARY
 from symoe_eval.runtime.context import RunContext
 from symoe_eval.settings import NAMES as RUN_ARG_NAMES
 
@@ -92,9 +93,9 @@ class MethodLM(LM):
         for row in result.rows:
             runlog.record(dataclasses.asdict(row))
         runlog.finish({
-            "method": self.method_name, "pool": self.pool.name, "seed": runtime.settings.seed, "backend": runtime.backend,
-            "questions": len(questions), **result.summary, **scheduler.summary(),
-            "reproducibility": runtime.reproducibility(scheduler),
+            SUMMARY.method: self.method_name, SUMMARY.pool: self.pool.name, SUMMARY.seed: runtime.settings.seed,
+            SUMMARY.backend: runtime.backend, SUMMARY.questions: len(questions), **result.summary, **scheduler.summary(),
+            SUMMARY.reproducibility: runtime.reproducibility(scheduler),
         }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
 
     # lm-eval's likelihood API does not apply: experts are chat models sampled for reasoning.

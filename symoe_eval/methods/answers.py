@@ -13,8 +13,9 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from symoe_eval.runoutput import INVALID
+
 THINK_END = "</think>"
-INVALID = "[invalid]"
 
 _OPTION = re.compile(r"\(([A-J])\)\s")
 # "answer is" in any case; a bare letter must be a capital (so "the answer is a ..." is no answer),

@@ -23,6 +23,7 @@ from symoe_eval.methods.routing import strongest
 from symoe_eval.paths import profiles_root
 from symoe_eval.runtime.context import RunContext
 from symoe_eval.runtime.scheduling import Call, StageScheduler
+from symoe_eval.runoutput import Response, Row
 
 
 @dataclass(frozen=True)
@@ -51,31 +52,10 @@ class Question:
         return (self.task, self.doc_id, self.repeat)
 
 
-@dataclass(frozen=True)
-class Response:
-    """Who said what in a routing-log row, and the answer the task's filter reads in it."""
-
-    expert: str
-    answer: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Row:
-    """One question's routing-log row; each method's row adds what it decided."""
-
-    task: str
-    doc_id: int
-    repeat: int
-    experts: list[str]
-    final_answer: str
-    final_text: str
-
-
 @dataclass
 class MethodResult:
     """What a method hands back: one text per question (lm-eval scores it), one routing-log row
-    per question (a :class:`Row` subclass, or none), and the method's part of the run summary."""
+    per question (a ``runoutput.Row`` subclass, or none), and the method's part of the run summary."""
 
     texts: dict[Hashable, str]  # by Question.key
     rows: list[Row] = field(default_factory=list)

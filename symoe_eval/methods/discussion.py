@@ -2,9 +2,9 @@
 heterogeneous models) through the same engines and scheduler.
 
 Round 0: every agent answers. Rounds 1..R: every agent sees the others' latest answers and
-explanations and updates its own. The final answer is the vote of the answers the task's
-filter reads in the last round (ties to the agent with the higher profile strength); ``vote=confidence`` weighs each
-vote by the confidence the agent states, as ReConcile does. The returned text ends with the
+explanations and updates its own. The final answer is the vote of the answers the task's filter
+reads in the last round (ties to the agent with the higher profile strength); ``vote=confidence``
+weighs each vote by the confidence the agent states, as ReConcile does. The returned text ends with the
 task's answer format so the task's filter scores the vote.
 """
 
@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import re
 
-from dataclasses import dataclass
-
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.aggregation import discussion_prompt
 from symoe_eval.methods.answers import INVALID, choices_in, vote
-from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, parse_names, response_rows
+from symoe_eval.methods.base import MethodResult, StagedMethod, parse_names, response_rows
+from symoe_eval.runoutput import DiscussionRow
 from symoe_eval.settings import model_arg
 
 VOTES = ("majority", "confidence")
@@ -36,13 +35,6 @@ def stated_confidence(text: str) -> float:
 
 def answer_line(answer: str, question: str) -> str:
     return f"The answer is ({answer})." if choices_in(question) else f"The answer is \\boxed{{{answer}}}."
-
-
-@dataclass(frozen=True)
-class DiscussionRow(Row):
-    rounds: list[list[Response]]
-    votes: list[str]
-    vote_weights: list[float] | None
 
 
 class Discussion(StagedMethod):

@@ -9,17 +9,10 @@ instance-level routing); the aggregator is the task profile's. Each layer is one
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, parse_names, response_rows
-from symoe_eval.settings import model_arg
+from symoe_eval.methods.base import MethodResult, StagedMethod, parse_names, response_rows
+from symoe_eval.runoutput import MoaRow
 from symoe_eval.runtime.scheduling import Call
-
-
-@dataclass(frozen=True)
-class MoaRow(Row):
-    layers: list[list[Response]]
-    aggregator: str
+from symoe_eval.settings import model_arg
 
 
 class MixtureOfAgents(StagedMethod):

@@ -8,30 +8,19 @@ by expert -> aggregation (each task's aggregator) -> answers. The scheduler load
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.aggregation import consensus
-from symoe_eval.methods.base import MethodResult, Response, Row, StagedMethod, response_rows
+from symoe_eval.methods.base import MethodResult, StagedMethod, response_rows
 from symoe_eval.methods.routing import QuestionRef, Route, SentenceEmbedder, question_rng, router_class
 from symoe_eval.methods.skills import KEYWORD_MAX_GEN_TOKS, annotate
 from symoe_eval.pools.weights import resolve_weights
-from symoe_eval.settings import model_arg
+from symoe_eval.runoutput import SymoeRow
 from symoe_eval.runtime.scheduling import Call
+from symoe_eval.settings import model_arg
 
 log = logging.getLogger(__name__)
 AGGREGATE_MODES = ("always", "disagree")
-
-
-@dataclass(frozen=True)
-class SymoeRow(Row):
-    keywords: list[str]
-    mapped_keywords: list[str]
-    fallback: str | None
-    weights: dict
-    responses: list[Response]
-    aggregator: str
-    consensus: bool
 
 
 class SymbolicMoE(StagedMethod):

@@ -13,6 +13,7 @@ from symoe_eval.engines import SERVED, Engine, EngineFactory, GenerationCache, G
 from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.paths import cache_root
 from symoe_eval.pools.schema import Pool, load_pool
+from symoe_eval.runoutput import SETUP
 from symoe_eval.runtime.scheduling import Scheduler, StageScheduler
 from symoe_eval.settings import DEFAULTS, RunSettings, parse_run_args
 
@@ -88,9 +89,9 @@ class RunContext:
         """What a run's texts depend on besides its requests and seed, for its summary: same values
         (and the same requests) give the same texts, however many workers (docs/engines.md, Reproducibility)."""
         s = self.settings
-        return {"engine": self.backend, "batch_size": s.batch_size, "threads": s.threads or "default",
-                "workers": s.workers if not s.ray_address else f"ray {s.ray_address}",
-                "chat_formatting": CHAT_FORMATTING, "models": dict(sorted(scheduler.model_setups().items()))}
+        return {SETUP.engine: self.backend, SETUP.batch_size: s.batch_size, SETUP.threads: s.threads or "default",
+                SETUP.workers: s.workers if not s.ray_address else f"ray {s.ray_address}",
+                SETUP.chat_formatting: CHAT_FORMATTING, SETUP.models: dict(sorted(scheduler.model_setups().items()))}
 
     def _gpus_per_worker(self) -> float:
         """What one actor needs: as asked, else what the engine says for this pool."""

@@ -20,6 +20,7 @@ from tqdm import tqdm
 
 from symoe_eval.engines import Completion, Engine, GenerationRequest
 from symoe_eval.engines.base import EngineStats
+from symoe_eval.runoutput import MODEL_STATS, SUMMARY
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +162,10 @@ class StageScheduler:
     def summary(self) -> dict:
         models = {name: stats.as_dict() for name, stats in sorted(self.model_stats().items())}
         return {
-            "models": models,
-            "total_loads": sum(m["loads"] for m in models.values()),
-            "distinct_models_loaded": sum(1 for m in models.values() if m["loads"]),
-            "stages": [
+            SUMMARY.models: models,
+            SUMMARY.total_loads: sum(m[MODEL_STATS.loads] for m in models.values()),
+            "distinct_models_loaded": sum(1 for m in models.values() if m[MODEL_STATS.loads]),
+            SUMMARY.stages: [
                 {"name": s.name, "seconds": round(s.seconds, 2), "calls": s.calls, "prompt_tokens": s.prompt_tokens,
                  "generated_tokens": s.generated_tokens, "order": s.order}
                 for s in self.stages

@@ -3,7 +3,7 @@
 // Questions are filtered in memory and drawn one page at a time (PAGE_SIZE rows in the DOM).
 const DATA = JSON.parse(document.getElementById("report-data").textContent);
 const PAGE_SIZE = 50;
-const INVALID = "[invalid]";
+const INVALID = DATA.invalid;  // symoe_eval.runoutput.INVALID, handed over by report.py
 const state = { run: 0, page: 0, open: new Set(), sortKey: null, sortDir: -1 };
 const $ = (id) => document.getElementById(id);
 

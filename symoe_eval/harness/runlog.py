@@ -1,4 +1,5 @@
-"""Routing logs and run summaries, written next to lm-eval's own outputs.
+"""Writes a run's routing log and summary next to lm-eval's own outputs (their schema:
+:mod:`symoe_eval.runoutput`).
 
 One jsonlines row per question (task, doc_id, keywords, experts, responses, final answer) and one
 JSON summary per run (model loads, calls and tokens per model, time per stage), so leaderboards
@@ -8,7 +9,6 @@ can put cost beside accuracy.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import sys
@@ -18,15 +18,9 @@ from typing import Iterable
 import jsonlines
 
 from symoe_eval.paths import cache_root
+from symoe_eval.runoutput import MODEL_STATS, SUMMARY, answers_digest
 
 log = logging.getLogger(__name__)
-
-
-def answers_digest(answers: Iterable[tuple[str, int, str]]) -> str:
-    """What ties a run summary to its lm-eval run: a hash of every (task, doc_id, returned text),
-    which our summary records and lm-eval's samples files hold as ``resps``."""
-    rows = sorted((str(task), int(doc), text) for task, doc, text in answers)
-    return hashlib.sha256(json.dumps(rows).encode()).hexdigest()
 
 
 class RunLog:
@@ -49,13 +43,13 @@ class RunLog:
 
     def finish(self, summary: dict, answers: Iterable[tuple[str, int, str]]) -> None:
         """Write the rows and the summary; ``answers`` are the run's (task, doc_id, text)."""
-        summary = {**summary, "answers_digest": answers_digest(answers)}
+        summary = {**summary, SUMMARY.answers_digest: answers_digest(answers)}
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.rows:
             with jsonlines.open(self.rows_path, mode="w") as writer:
                 writer.write_all(self.rows)
-            summary = {**summary, "routing_log": str(self.rows_path)}
+            summary = {**summary, SUMMARY.routing_log: str(self.rows_path)}
         self.summary_path.write_text(json.dumps(summary, indent=1))
-        loads = ", ".join(f"{m} x{s['loads']}" for m, s in summary.get("models", {}).items())
-        stages = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in summary.get("stages", []))
+        loads = ", ".join(f"{m} x{s[MODEL_STATS.loads]}" for m, s in summary.get(SUMMARY.models, {}).items())
+        stages = ", ".join(f"{s['name']} {s['seconds']:.1f}s" for s in summary.get(SUMMARY.stages, []))
         print(f"[symoe-eval] model loads: {loads}; stages: {stages}; summary: {self.summary_path}", file=sys.stderr)

@@ -165,3 +165,25 @@ def test_profiles_without_keyword_counts_use_the_largest_score_as_a_lower_bound(
     assert old.answers_behind("biology") == 8 and COUNTED.answers_behind("biology") == 10
     assert old.answers_behind("unseen") == 0
     assert calibrated(old, ["biology"], 1).experts == ["bio"]
+
+
+def test_the_embedding_model_is_loaded_on_the_runs_device_and_threads(tiny_cpu_weights):
+    """Through the engine layer (``RunContext.embedder``): ``device=`` and ``threads=`` reach it,
+    its load is counted once per run and its setup described (before: a hard-coded CPU, uncounted)."""
+    from symoe_eval.runtime.context import RunContext
+
+    import torch
+
+    context = RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none", device="cpu", threads="1")
+    embed = context.embedder()
+    assert embed.describe_setup() == {} and embed.stats.loads == 0  # nothing loads before it is used
+    before = torch.get_num_threads()
+    try:
+        vectors = embed(["algebra", "organic chemistry", "algebra"])
+    finally:
+        torch.set_num_threads(before)  # the rest of the suite keeps its threads
+    assert vectors.shape[0] == 3 and (vectors[0] == vectors[2]).all()
+    embed(["pharmacology"])
+    setup = embed.describe_setup()
+    assert (embed.stats.loads, setup["device"], setup["threads"]) == (1, "cpu", 1) and context.embedder() is embed
+    assert setup["model"] == context.pool.embedding_model.model

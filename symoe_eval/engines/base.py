@@ -303,6 +303,15 @@ def chat_token_ids(tokenizer, request: GenerationRequest) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
+def pick_device(requested: str | None = None) -> str:
+    """The requested device, except that lm_eval's default ``cuda`` falls back to the CPU."""
+    import torch
+
+    if requested and not (requested.startswith("cuda") and not torch.cuda.is_available()):
+        return requested
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def torch_threads(requested: int | None) -> int:
     """Set this process's torch threads when asked (``threads=``) and return the count in use: on
     a CPU the thread count changes the arithmetic, so reproducing a run needs the same."""

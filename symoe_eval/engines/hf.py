@@ -18,6 +18,7 @@ from symoe_eval.engines.base import (
     GenerationRequest,
     chat_token_ids,
     load_error,
+    pick_device,
     pick_dtype,
     torch_threads,
     truncate_at_stop,
@@ -31,15 +32,6 @@ log = logging.getLogger(__name__)
 
 # End-of-turn markers of common chat templates; whichever the vocabulary has also ends generation.
 END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
-
-
-def pick_device(requested: str | None = None) -> str:
-    """The requested device, except that lm_eval's default ``cuda`` falls back to the CPU."""
-    import torch
-
-    if requested and not (requested.startswith("cuda") and not torch.cuda.is_available()):
-        return requested
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class StepCounter:

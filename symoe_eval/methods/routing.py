@@ -1,7 +1,7 @@
 """Routing: map a question's keywords onto a profile's vocabulary and recruit k experts.
 
-Everything here is a pure function of its inputs (plus a seeded ``random.Random``) except
-:class:`SentenceEmbedder`, the one place that loads the embedding model.
+Everything here is a pure function of its inputs (plus a seeded ``random.Random``); the
+embedding function routers get is the run's (``engines.embedding.Embedder``).
 """
 
 from __future__ import annotations
@@ -59,27 +59,6 @@ def map_keywords(
         picks = nearest(embed(unknown), embed(list(vocab)))
         mapped.update({k: vocab[i] for k, i in zip(unknown, picks)})
     return list(dict.fromkeys(mapped[k] for k in keywords))
-
-
-class SentenceEmbedder:
-    """sentence-transformers model, loaded on first use, with a per-text cache."""
-
-    def __init__(self, model_path: str, device: str = "cpu"):
-        self.model_path = model_path
-        self.device = device
-        self._model = None
-        self._cache: dict[str, np.ndarray] = {}
-
-    def __call__(self, texts: list[str]) -> np.ndarray:
-        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
-        if missing:
-            if self._model is None:
-                from sentence_transformers import SentenceTransformer
-
-                self._model = SentenceTransformer(self.model_path, device=self.device)
-            vectors = self._model.encode(missing, batch_size=256, show_progress_bar=False)
-            self._cache.update(zip(missing, np.asarray(vectors)))
-        return np.stack([self._cache[t] for t in texts])
 
 
 # ---------------------------------------------------------------- recruitment

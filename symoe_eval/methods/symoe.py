@@ -12,9 +12,8 @@ import logging
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.aggregation import consensus
 from symoe_eval.methods.base import MethodResult, StagedMethod, response_rows
-from symoe_eval.methods.routing import QuestionRef, Route, SentenceEmbedder, question_rng, router_class
+from symoe_eval.methods.routing import QuestionRef, Route, question_rng, router_class
 from symoe_eval.methods.skills import KEYWORD_MAX_GEN_TOKS, annotate
-from symoe_eval.pools.weights import resolve_weights
 from symoe_eval.runoutput import SymoeRow
 from symoe_eval.runtime.scheduling import Call
 from symoe_eval.settings import model_arg
@@ -54,17 +53,10 @@ class SymbolicMoE(StagedMethod):
         if aggregate not in AGGREGATE_MODES:
             raise SymoeError(f"model_args aggregate={aggregate}: expected one of {', '.join(AGGREGATE_MODES)}")
         self.aggregate = aggregate
-        self._embedder: SentenceEmbedder | None = None
 
     def embed(self, texts: list[str]):
-        """Sentence embeddings from the pool's embedding model, loaded on first use."""
-        if self._embedder is None:
-            spec = self.pool.embedding_model
-            if spec is None:
-                raise SymoeError(f"pool '{self.pool.name}' names no embedding_model ({self.pool.path})")
-            folder, _ = resolve_weights(spec)
-            self._embedder = SentenceEmbedder(folder)
-        return self._embedder(texts)
+        """Sentence embeddings from the pool's embedding model (``RunContext.embedder``)."""
+        return self.runtime.embedder()(texts)
 
     # ------------------------------------------------------------------ plan
 

@@ -10,10 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from symoe_eval.engines import SERVED, Engine, EngineFactory, GenerationCache, GenerationRequest, SamplingParams, engine_class, pick_backend
-from symoe_eval.runtime.sampling import sampling_for
+from symoe_eval.engines.embedding import Embedder
+from symoe_eval.errors import SymoeError
 from symoe_eval.paths import cache_root
 from symoe_eval.pools.schema import Pool, load_pool
 from symoe_eval.runoutput import SETUP
+from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.runtime.scheduling import Scheduler, StageScheduler
 from symoe_eval.settings import DEFAULTS, RunSettings, parse_run_args
 
@@ -44,6 +46,7 @@ class RunContext:
     cache_dir: Path | None
     settings: RunSettings = DEFAULTS
     _readers: dict[str, Engine] = field(default_factory=dict, repr=False)  # unloaded: tokenizer, context
+    _embedder: Embedder | None = field(default=None, repr=False)
 
     @classmethod
     def create(cls, **raw: Any) -> "RunContext":
@@ -69,6 +72,14 @@ class RunContext:
     def engine_factory(self) -> EngineFactory:
         """How every engine of the run is built, in process and on each Ray worker."""
         return EngineFactory(engine_class(self.backend), self.cache_dir, self.engine_kwargs())
+
+    def embedder(self) -> Embedder:
+        """The pool's embedding model, one per run, on the run's device and threads."""
+        if self._embedder is None:
+            if self.pool.embedding_model is None:
+                raise SymoeError(f"pool '{self.pool.name}' names no embedding_model ({self.pool.path})")
+            self._embedder = Embedder(self.pool.embedding_model, self.settings.device, self.settings.threads)
+        return self._embedder
 
     def engine(self, expert: str) -> Engine:
         return self.engine_factory().build(self.pool.expert(expert))

@@ -1,6 +1,7 @@
 """The sentence-embedding model that maps a question's keywords onto a profile's vocabulary,
-loaded like an expert: on the run's ``device`` (a GPU when there is one) with its ``threads``, its
-load counted and timed, its setup described, and each text embedded once per run."""
+loaded like an expert: on the run's ``device`` when one is given (else the CPU: the model is small,
+and a GPU's memory stays the experts'), with its ``threads``, its load counted and timed, its
+setup described, and each text embedded once per run."""
 
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ class Embedder:
 
             start = time.perf_counter()
             folder, _ = resolve_weights(self.spec)
-            device = pick_device(self.device_request)
+            device = pick_device(self.device_request) if self.device_request else "cpu"
             threads = torch_threads(self.threads)
             self._model = sentence_transformers.SentenceTransformer(folder, device=device)
             self.stats.loads += 1

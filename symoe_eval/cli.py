@@ -87,10 +87,10 @@ def cmd_install_pool(args) -> int:
 
 
 def cmd_profile(args) -> int:
-    from symoe_eval.harness.profiling import build_profile
+    from symoe_eval.harness.profiling import profile_task
 
     run = {name: getattr(args, name) for name in RUN_ARG_NAMES if getattr(args, name) is not None}
-    folder = build_profile(
+    folder = profile_task(
         run.pop("pool", None), args.task, limit=args.limit, data_dir=args.data_dir, profiles_root=args.profiles,
         samples=args.samples, include_path=args.include_path, split=args.split, question_field=args.question_field, **run,
     )

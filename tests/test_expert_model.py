@@ -30,7 +30,7 @@ def test_one_load_one_batch_and_params_from_the_task(engines, tmp_path):
     out = lm.generate_until([instance(i, gen_kwargs={"max_gen_toks": 64, "until": ["###"]}) for i in range(5)])
     assert len(engines) == 1
     engine, run = engines[0]
-    assert engine.stats.loads == 1 and run.engine_kwargs["batch_size"] == 16 and run.cache_dir == tmp_path
+    assert engine.stats.loads == 1 and run.engine_args["batch_size"] == 16 and run.cache_dir == tmp_path
     assert all("max_tokens=64" in o and "stop=('###',)" in o and "temperature=0.7" in o for o in out)
 
 

@@ -19,7 +19,7 @@ def respond(name, request):
 
 def test_profile_samples_are_distinct_draws(tmp_path, monkeypatch):
     use_fake_engines(monkeypatch, respond, batch_size=8)
-    folder = profiling.build_profile("tiny-cpu", "symoe_demo", samples=3, profiles_root=str(tmp_path),
+    folder = profiling.profile_task("tiny-cpu", "symoe_demo", samples=3, profiles_root=str(tmp_path),
                                      cache_dir=str(tmp_path / "cache"), progress=False)
     rows = [json.loads(line) for line in open(folder / "annotations.jsonl")]
     assert len(rows) == 20

@@ -70,7 +70,7 @@ def write_jsonl(path: Path, rows):
 
 def profile_then_evaluate(tmp_path, task, folder):
     root = tmp_path / "profiles"
-    profiling.build_profile("tiny-cpu", task, include_path=str(folder), profiles_root=str(root), cache_dir="none",
+    profiling.profile_task("tiny-cpu", task, include_path=str(folder), profiles_root=str(root), cache_dir="none",
                             progress=False)
     profile = load_profile(root, "tiny-cpu", task)
     lm = lm_class("symoe")(pool="tiny-cpu", profiles=str(root), cache_dir="none", log_dir=str(tmp_path / "logs"))

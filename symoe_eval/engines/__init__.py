@@ -69,19 +69,19 @@ def pick_backend(requested: str = "auto") -> str:
 @dataclass(frozen=True)
 class EngineFactory:
     """How a run builds an expert's engine, in process and in each Ray actor alike: the engine
-    class, its own arguments (``batch_size``, ``device``, ``seed``, ``threads``) and the
+    class, the run's engine arguments (``batch_size``, ``device``, ``seed``, ``threads``) and the
     generation cache in front of it. Plain data, so it travels to an actor as it is."""
 
     engine_cls: type[Engine]
     cache_dir: Path | None = None
-    engine_kwargs: dict = field(default_factory=dict)
+    engine_args: dict = field(default_factory=dict)
     driver_locks: bool = False  # in a Ray actor: its driver holds the cache's generation locks
 
     def build(self, expert: ExpertSpec) -> Engine:
         """A served expert (``served:`` in its pool entry) is reached over HTTP, whatever the run's
         engine: one pool may mix served and loaded experts."""
         cls = engine_class(SERVED) if expert.served else self.engine_cls
-        engine = cls(expert, **self.engine_kwargs)
+        engine = cls(expert, **self.engine_args)
         if self.cache_dir:
             engine = CachedEngine(engine, GenerationCache(self.cache_dir, locked_by_driver=self.driver_locks))
         return engine
@@ -91,7 +91,7 @@ def make_engine(
     expert: ExpertSpec,
     backend: str = "auto",
     cache_dir: str | Path | None = None,
-    **engine_kwargs,
+    **engine_args,
 ) -> Engine:
     """One engine, as a run's :class:`EngineFactory` builds it."""
-    return EngineFactory(engine_class(pick_backend(backend)), cache_dir and Path(cache_dir), engine_kwargs).build(expert)
+    return EngineFactory(engine_class(pick_backend(backend)), cache_dir and Path(cache_dir), engine_args).build(expert)

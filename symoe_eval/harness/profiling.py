@@ -16,10 +16,10 @@ from symoe_eval.methods.profiling import ValidationSet
 from symoe_eval.runtime.context import RunContext
 
 
-def build_profile(pool: str, task: str, limit: int | None = None, data_dir: str | None = None,
-                  profiles_root: str | None = None, samples: int = 1, progress: bool = True,
-                  include_path: str | None = None, split: str | None = None, question_field: str | None = None,
-                  **run: Any) -> Path:
+def profile_task(pool: str, task: str, limit: int | None = None, data_dir: str | None = None,
+                 profiles_root: str | None = None, samples: int = 1, progress: bool = True,
+                 include_path: str | None = None, split: str | None = None, question_field: str | None = None,
+                 **run: Any) -> Path:
     """Profile ``task`` on ``pool`` and write the profile, its report and its annotations;
     ``run``: the run arguments (``settings.RUN_ARGS``: engine, cache_dir, seed, batch_size, ...)."""
     context = RunContext.create(pool=pool, **run)

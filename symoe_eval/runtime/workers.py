@@ -85,7 +85,7 @@ class RayScheduler(StageScheduler):
                  gpus_per_worker: float = 0):
         super().__init__(max_loaded, progress)
         self.experts, self.factory = experts, factory
-        self.batch_size = int(factory.engine_kwargs.get("batch_size", DEFAULTS.batch_size))  # the engines' micro-batch: chunks hold whole ones
+        self.batch_size = int(factory.engine_args.get("batch_size", DEFAULTS.batch_size))  # the engines' micro-batch: chunks hold whole ones
         self.load_cost = factory.engine_cls.load_cost_tokens
         self._readers: dict[str, Engine] = {}  # never loaded: what the cache holds, and its locks
         self._stats: dict[str, EngineStats] = {}
@@ -221,7 +221,7 @@ def start_actors(factory: EngineFactory, max_loaded: int, ray_address: str | Non
             ray.init(num_cpus=max(workers, os.cpu_count() or 1), num_gpus=None, include_dashboard=False,
                      log_to_driver=False)
     cpus = cpus_per_worker if cpus_per_worker is not None else max(1.0, ray.cluster_resources().get("CPU", 1) // workers)
-    threads = factory.engine_kwargs.get("threads") or max(1, int(cpus))
+    threads = factory.engine_args.get("threads") or max(1, int(cpus))
     env = {"OMP_NUM_THREADS": str(threads)} if cpus >= 1 and not gpus_per_worker else {}
     remote = ray.remote(EngineWorker).options(num_cpus=cpus, num_gpus=gpus_per_worker, max_restarts=0,
                                               runtime_env={"env_vars": env})

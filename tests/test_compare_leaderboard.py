@@ -95,6 +95,28 @@ def test_leaderboard_on_an_empty_folder_is_one_line(tmp_path):
         build_leaderboard(tmp_path)
 
 
+def test_a_run_and_its_cached_rerun_are_each_credited_with_their_own_summary(tmp_path):
+    """The same answers twice (the quick start, then its rerun from the generation cache): the
+    digests match both summaries, so each run takes the last one written before its results file
+    (before, both took the first: the cached run showed the cold run's 2 loads and 6,449 tokens)."""
+    folder = tmp_path / "out" / "model_dir"
+    scores = {"symoe_demo": [1.0, 0.0, 1.0]}
+    for stamp in ("2026-12-07T10-05-00.000001", "2026-12-07T10-09-00.000001"):
+        write_run(tmp_path, "demo", {"pool": "tiny-cpu"}, scores, model="symoe", stamp=stamp, folder=folder)
+    summaries = {
+        "2026-12-07T10-01-00.000001": run_summary("demo", scores, method="symoe", total_loads=2,
+                                                  models={"a": {"calls": 3, "generated_tokens": 6449}}),
+        "2026-12-07T10-08-59.000001": run_summary("demo", scores, method="symoe", total_loads=0,
+                                                  models={"a": {"calls": 0, "cached_calls": 3, "generated_tokens": 0}}),
+    }
+    for stamp, summary in summaries.items():
+        (folder.parent / f"routing_summary_symoe_tiny-cpu_{stamp}.json").write_text(json.dumps(summary))
+    runs = {r.stamp: r for r in find_runs(tmp_path)}
+    assert runs["2026-12-07T10-05-00.000001"].summary["total_loads"] == 2
+    assert runs["2026-12-07T10-09-00.000001"].summary["total_loads"] == 0
+    assert runs["2026-12-07T10-09-00.000001"].summary_path.name.endswith("10-08-59.000001.json")
+
+
 def test_runs_in_one_folder_each_get_their_own_run_summary(tmp_path):
     """Two symoe runs in one --output_path folder: each is credited with the summary whose answers
     digest matches its samples, whatever the summaries' timestamps say."""

@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 PATH_ARGS = ("profiles", "cache_dir", "log_dir", "pretrained", "gguf_file")
 SAFE_TASK = re.compile(r"\w[\w.+-]*")  # a task name that stays a file name inside the run folder
 SAFE_LOG_NAME = re.compile(r"routing_[\w.+-]+\.jsonl")
+STAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d(\.\d+)?(?=\.json$)")
 LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -191,18 +192,36 @@ def run_digest(tasks: dict[str, TaskSamples]) -> str:
 
 def _summary_for(results_path: Path, model: str, digest: str) -> tuple[dict | None, Path | None]:
     """Our run summary of this run and its path, in the results folder or the --output_path
-    folder above it: the one whose ``answers_digest`` matches the texts in the run's samples
-    (never by time, so a folder of several runs credits each with its own cost)."""
+    folder above it: one whose ``answers_digest`` matches the texts in the run's samples. Runs
+    that gave the same texts (a run and its rerun from the cache) are told apart by time: the
+    last summary written before the results file (our summary is written during the run)."""
     for folder in (results_path.parent, results_path.parent.parent):
-        for path in sorted(folder.glob("routing_summary_*.json")):
-            try:
-                summary = read_json(path)
-            except ValueError:
-                log.warning("%s: not JSON in UTF-8; ignored", path)
-                continue
-            if isinstance(summary, dict) and summary.get(SUMMARY.method) == model and summary.get(SUMMARY.answers_digest) == digest:
-                return summary, path
+        found = [(path, summary) for path, summary in _summaries(folder)
+                 if summary.get(SUMMARY.method) == model and summary.get(SUMMARY.answers_digest) == digest]
+        if found:
+            finished = _stamp(results_path)
+            before = [f for f in found if _stamp(f[0]) <= finished] or found[:1]
+            path, summary = max(before, key=lambda f: _stamp(f[0]))
+            return summary, path
     return None, None
+
+
+def _summaries(folder: Path):
+    for path in sorted(folder.glob("routing_summary_*.json")):
+        try:
+            summary = read_json(path)
+        except ValueError:
+            log.warning("%s: not JSON in UTF-8; ignored", path)
+            continue
+        if isinstance(summary, dict):
+            yield path, summary
+
+
+def _stamp(path: Path) -> str:
+    """The time in an lm-eval results file's or our summary's name (``2026-12-07T12-00-00.123456``;
+    both sort as text), else empty."""
+    found = STAMP.search(path.name)
+    return found.group(0) if found else ""
 
 
 def _read_tasks(path: Path, task_results: dict, metric: str | None, filter_name: str | None) -> dict[str, TaskSamples]:

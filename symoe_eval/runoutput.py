@@ -89,7 +89,8 @@ def row_fields(*row_types: type) -> Fields:
 ROW = row_fields(Row, *ROW_TYPES.values())
 RESPONSE = row_fields(Response)
 SUMMARY = Fields("method", "pool", "seed", "backend", "questions", "models", "stages", "total_loads", "aggregators",
-                 "routing_log", "answers_digest", "reproducibility")
+                 "routing_log", "answers_digest", "reproducibility",
+                 "profile_sources")  # only where a task was routed with another task's profile (task -> "pooled from a, b")
 MODEL_STATS = Fields("loads", "calls", "cached_calls", "generated_tokens", "cached_tokens")  # summary["models"][name]
 SETUP = Fields("engine", "batch_size", "threads", "workers", "chat_formatting", "models")  # summary["reproducibility"]
 TEXT_SETUP = (SETUP.engine, SETUP.batch_size, SETUP.threads, SETUP.chat_formatting)  # workers alone changes no text

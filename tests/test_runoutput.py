@@ -27,7 +27,8 @@ def test_the_recorded_outputs_are_the_schemas(name, method):
     assert all(set(row) == declared for row in recorded["rows"])
     summary = recorded["summary"]
     assert summary[SUMMARY.method] == method
-    assert set(SUMMARY) - {SUMMARY.aggregators, SUMMARY.routing_log} <= set(summary)  # routing_log: volatile
+    optional = {SUMMARY.aggregators, SUMMARY.routing_log, SUMMARY.profile_sources}  # routing_log: volatile
+    assert set(SUMMARY) - optional <= set(summary)
     assert all(set(MODEL_STATS) <= set(stats) for stats in summary[SUMMARY.models].values())
     assert set(SETUP) <= set(summary[SUMMARY.reproducibility])
 

@@ -155,8 +155,9 @@ def test_same_seed_same_routes_and_duplicates_are_separate_samples(setup):
 
 
 def test_missing_profile_and_bad_arguments(setup):
+    # a task without its own profile is routed with the pool's others (tests/test_unseen_tasks.py); profile=own refuses
     with pytest.raises(SymoeError, match="symoe profile --pool subjects --task symoe_aime24"):
-        model(setup).generate_until(instances("symoe_aime24", make_questions(1, 5000, seed=6)))
+        model(setup, profile="own").generate_until(instances("symoe_aime24", make_questions(1, 5000, seed=6)))
     with pytest.raises(SymoeError, match="unknown routing"):
         model(setup, routing="oracle")
     with pytest.raises(SymoeError, match="unknown expert 'gpt-5'"):

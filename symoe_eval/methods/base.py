@@ -11,6 +11,7 @@ their accuracy and cost compare fairly."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Callable, Hashable, Sequence
 
@@ -18,12 +19,14 @@ from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.aggregation import SynthesisPrompts, aggregate_prompt
 from symoe_eval.methods.answers import extract_answer
-from symoe_eval.methods.profiles import TaskProfile, load_profile
+from symoe_eval.methods.profiles import TaskProfile, base_task, load_profile, pooled_profile, profile_path, profiled_tasks
 from symoe_eval.methods.routing import strongest
 from symoe_eval.paths import profiles_root
+from symoe_eval.runoutput import Response, Row
 from symoe_eval.runtime.context import RunContext
 from symoe_eval.runtime.scheduling import Call, StageScheduler
-from symoe_eval.runoutput import Response, Row
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -88,20 +91,17 @@ def response_rows(experts: Sequence[str], texts: Sequence[str], question: Questi
 class StagedMethod(Method):
     """What symoe, moa and discussion share (see the module docstring)."""
 
-    def __init__(self, runtime: RunContext, profiles: str | None = None):
+    def __init__(self, runtime: RunContext, profiles: str | None = None, profile: str | None = None):
         super().__init__(runtime)
         self.profiles_root = profiles or str(profiles_root())
+        self.profile = profile or "auto"  # own, pooled or task names (a|b); auto: own, else pooled
+        self.profile_sources: dict[str, str] = {}  # tasks routed with another profile than their own
         self.prompts = SynthesisPrompts(runtime)
 
     def task_profiles(self, tasks: Sequence[str], required: bool = True) -> dict[str, TaskProfile]:
-        """Each task's profile; with ``required=False`` tasks without one are left out."""
-        profiles = {}
-        for t in tasks:
-            try:
-                profiles[t] = load_profile(self.profiles_root, self.pool.name, t)
-            except SymoeError:
-                if required:
-                    raise
+        """Each task's profile as ``profile=`` says; with ``required=False`` a task without its own
+        is left out (a method given its team needs none)."""
+        profiles = {t: found for t in tasks if (found := self._profile_for(t, required)) is not None}
         for task, profile in profiles.items():
             unknown = sorted(set(profile.experts) - set(self.pool.experts))
             if unknown:
@@ -109,6 +109,28 @@ class StagedMethod(Method):
                     f"profile for {task} names experts not in pool '{self.pool.name}': {', '.join(unknown)}; rebuild it"
                 )
         return profiles
+
+    def _profile_for(self, task: str, required: bool) -> TaskProfile | None:
+        root, pool = self.profiles_root, self.pool.name
+        if self.profile == "own" or (self.profile == "auto" and profile_path(root, pool, task)):
+            return load_profile(root, pool, task)  # missing: one line with the command that builds it
+        if self.profile == "auto" and not required:
+            return None
+        names = parse_names(self.profile) if self.profile not in ("auto", "pooled") else \
+            [t for t in profiled_tasks(root, pool) if t != base_task(task)]
+        if not names:
+            load_profile(root, pool, task)  # no profile to pool from: the same one line
+        self.profile_sources[task] = "pooled from " + ", ".join(names)
+        if self.profile == "auto":
+            log.warning("no profile of %s for pool %s: routing with one pooled from %s (profile=own makes this an "
+                        "error; symoe profile --pool %s --task %s builds its own)", base_task(task), pool,
+                        ", ".join(names), pool, base_task(task))
+        return pooled_profile(base_task(task), [load_profile(root, pool, n) for n in names])
+
+    def shared_summary(self) -> dict:
+        """What every staged method adds to the run summary: prompt cuts, and where a task's
+        profile came from when it was not its own."""
+        return {**self.prompts.counts(), **({"profile_sources": self.profile_sources} if self.profile_sources else {})}
 
     def team(self, explicit: str | None, profile: TaskProfile | None, size: int) -> list[str]:
         """Explicit model names ('a|b|c'), or the task's ``size`` strongest experts by profile strength."""

@@ -40,8 +40,8 @@ def answer_line(answer: str, question: str) -> str:
 class Discussion(StagedMethod):
 
     def __init__(self, runtime, profiles: str | None = None, agents: str | None = None, n: int = 3, rounds: int = 2,
-                 vote: str = "majority"):
-        super().__init__(runtime, profiles)
+                 vote: str = "majority", profile: str | None = None):
+        super().__init__(runtime, profiles, profile)
         self.agents = "|".join(self.pool.expert(a).name for a in parse_names(agents)) or None
         self.n, self.rounds = model_arg("n", n, minimum=1), model_arg("rounds", rounds, minimum=0)
         if vote not in VOTES:
@@ -66,7 +66,7 @@ class Discussion(StagedMethod):
 
         history = self.run_rounds(scheduler, questions, teams, self.rounds + 1, lambda rnd: f"round {rnd}", speak, after=[])
         rows = [self._decide(q, teams[q.task], history[q.key], strength[q.task], ask_confidence) for q in questions]
-        summary = {**self.prompts.counts(), "rounds": self.rounds, "agents": teams, "vote": self.vote}
+        summary = {**self.shared_summary(), "rounds": self.rounds, "agents": teams, "vote": self.vote}
         return MethodResult({q.key: row.final_text for q, row in zip(questions, rows)}, rows, summary)
 
     @staticmethod

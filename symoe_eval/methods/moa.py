@@ -17,8 +17,8 @@ from symoe_eval.settings import model_arg
 
 class MixtureOfAgents(StagedMethod):
     def __init__(self, runtime, profiles: str | None = None, layers: int = 3, proposers: str | None = None, n: int = 3,
-                 aggregator: str | None = None, aggregator_max_gen_toks: int | None = None):
-        super().__init__(runtime, profiles)
+                 aggregator: str | None = None, aggregator_max_gen_toks: int | None = None, profile: str | None = None):
+        super().__init__(runtime, profiles, profile)
         self.layers, self.n = model_arg("layers", layers, minimum=1), model_arg("n", n, minimum=1)
         self.proposers = "|".join(self.pool.expert(p).name for p in parse_names(proposers)) or None
         self.aggregator = self.pool.expert(aggregator).name if aggregator else None
@@ -48,5 +48,5 @@ class MixtureOfAgents(StagedMethod):
             final_answer=q.answer(texts[q.key]), final_text=texts[q.key],
             layers=[response_rows(teams[q.task], layer, q) for layer in history[q.key]], aggregator=aggregators[q.task],
         ) for q in questions]
-        summary = {**self.prompts.counts(), "layers": self.layers, "proposers": teams, "aggregators": aggregators}
+        summary = {**self.shared_summary(), "layers": self.layers, "proposers": teams, "aggregators": aggregators}
         return MethodResult(texts, rows, summary)

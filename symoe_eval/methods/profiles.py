@@ -155,21 +155,63 @@ def base_task(task: str) -> str:
     return task
 
 
-def load_profile(root: Path, pool: str, task: str) -> TaskProfile:
+def profile_path(root: Path, pool: str, task: str) -> Path | None:
+    """The profile file ``task`` routes with (its own, else its base task's), if there is one."""
     for name in dict.fromkeys((task, base_task(task))):
         path = profile_dir(root, pool, name) / PROFILE_FILE
         if path.is_file():
-            try:
-                return TaskProfile.from_json(json.loads(path.read_text()))
-            except KeyError as err:
-                raise SymoeError(f"{path} is not a valid profile: field '{err.args[0]}' is missing; "
-                                 "rebuild it with symoe profile") from None
-            except (ValueError, TypeError, AttributeError) as err:
-                raise SymoeError(f"{path} is not a valid profile ({type(err).__name__}: {err}); rebuild it with symoe profile") from None
+            return path
+    return None
+
+
+def load_profile(root: Path, pool: str, task: str) -> TaskProfile:
+    path = profile_path(root, pool, task)
+    if path is not None:
+        try:
+            return TaskProfile.from_json(json.loads(path.read_text()))
+        except KeyError as err:
+            raise SymoeError(f"{path} is not a valid profile: field '{err.args[0]}' is missing; "
+                             "rebuild it with symoe profile") from None
+        except (ValueError, TypeError, AttributeError) as err:
+            raise SymoeError(f"{path} is not a valid profile ({type(err).__name__}: {err}); rebuild it with symoe profile") from None
     raise SymoeError(
         f"no profile for task '{base_task(task)}' and pool '{pool}' under {root}; build it with: "
         f"symoe profile --pool {pool} --task {base_task(task)} --profiles {root}"
     )
+
+
+def pooled_profile(task: str, profiles: Sequence[TaskProfile]) -> TaskProfile:
+    """One profile from other tasks' profiles of one pool, for ``task`` (skills transfer: an
+    expert's algebra record from one task speaks for algebra elsewhere). Each expert's keyword
+    scores and answer counts are summed, as if the validation sets were one; accuracy is weighted
+    by each task's validation questions; the vocabulary is the union. The aggregator is the one
+    most tasks chose, ties to the higher pooled strength, then the name."""
+    experts: dict[str, ExpertProfile] = {}
+    weights = [max(1, int(p.provenance.get("questions") or 1)) for p in profiles]
+    for name in dict.fromkeys(n for p in profiles for n in p.experts):
+        scores: dict[str, int] = {}
+        for p in profiles:
+            for keyword, score in p.experts.get(name, ExpertProfile(name, {})).scores.items():
+                scores[keyword] = scores.get(keyword, 0) + score
+        accuracy = sum(w * p.experts[name].accuracy for p, w in zip(profiles, weights) if name in p.experts)
+        experts[name] = ExpertProfile(name, scores, accuracy / sum(w for p, w in zip(profiles, weights) if name in p.experts))
+    votes = {a: sum(p.aggregator == a for p in profiles) for a in {p.aggregator for p in profiles}}
+    aggregator = max(votes, key=lambda a: (votes[a], experts[a].strength if a in experts else 0, a))
+    counts: dict[str, int] = {}
+    for p in profiles:
+        for keyword in p.keywords:
+            counts[keyword] = counts.get(keyword, 0) + p.answers_behind(keyword)
+    tasks = [p.task for p in profiles]
+    return TaskProfile(task, profiles[0].pool, experts, aggregator,
+                       aggregator_choice=f"chosen by {votes[aggregator]} of {len(profiles)} pooled tasks",
+                       keywords=list(dict.fromkeys(k for p in profiles for k in p.keywords)), keyword_counts=counts,
+                       provenance={"pooled_from": tasks})
+
+
+def profiled_tasks(root: Path, pool: str) -> list[str]:
+    """The tasks that have a profile for ``pool`` under ``root``."""
+    folder = Path(root) / check_name(pool, "pool name", "profile")
+    return sorted(d.name for d in folder.iterdir() if (d / PROFILE_FILE).is_file()) if folder.is_dir() else []
 
 
 def render_report(profile: TaskProfile) -> str:

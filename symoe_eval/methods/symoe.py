@@ -41,8 +41,9 @@ class SymbolicMoE(StagedMethod):
         keyword_max_gen_toks: int = KEYWORD_MAX_GEN_TOKS,
         aggregator_max_gen_toks: int | None = None,
         aggregate: str = "always",
+        profile: str | None = None,
     ):
-        super().__init__(runtime, profiles)
+        super().__init__(runtime, profiles, profile)
         self.k = model_arg("k", k, minimum=1)
         self.router = router_class(routing)(self.k, embed=self.embed)
         self.routing = routing
@@ -110,6 +111,6 @@ class SymbolicMoE(StagedMethod):
             weights=routes[q.key].weights, responses=response_rows(routes[q.key].experts, responses[q.key], q),
             aggregator=aggregators[q.task], consensus=q.key in agreed,
         ) for q in questions]
-        summary = {**self.prompts.counts(), "k": self.k, "routing": self.routing, "keyword_model": self.keyword_model,
+        summary = {**self.shared_summary(), "k": self.k, "routing": self.routing, "keyword_model": self.keyword_model,
                    "aggregators": aggregators, "aggregate": self.aggregate, "consensus_answers": len(agreed)}
         return MethodResult(finals, rows, summary)

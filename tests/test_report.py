@@ -134,6 +134,15 @@ def test_a_report_of_2000_questions_pages_filters_and_opens_a_question(browser, 
     assert fetched == [] and errors == []
 
 
+def test_the_page_says_which_tasks_ran_on_a_pooled_profile(browser, tmp_path):
+    folder = write_symoe_run(tmp_path, 3)
+    (summary_path,) = folder.glob("routing_summary_*.json")
+    summary = json.loads(summary_path.read_text())
+    summary_path.write_text(json.dumps({**summary, "profile_sources": {"symoe_demo": "pooled from symoe_gpqa, symoe_aime24"}}))
+    page, _, errors = open_report(browser, build_report(tmp_path))
+    assert count_line(page).endswith("Profiles: symoe_demo pooled from symoe_gpqa, symoe_aime24") and errors == []
+
+
 def test_the_leaderboard_sorts_by_a_clicked_column(browser, tmp_path):
     write_run(tmp_path, "weak", {"expert": "w"}, {"symoe_demo": [0.0, 0.0, 1.0, 0.0]})
     write_run(tmp_path, "strong", {"expert": "s"}, {"symoe_demo": [1.0, 1.0, 1.0, 0.0]}, stamp="2026-11-25T10-00-00.000002")

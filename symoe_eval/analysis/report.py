@@ -150,8 +150,11 @@ def run_data(run: Run, label: str) -> dict:
     logged = routing_rows(run)
     items = [question_item(task, doc, samples, logged.get((task, doc), []), run.model)
              for task, samples in sorted(run.tasks.items()) for doc in sorted(samples.scores)]
-    return {"label": label, "model": run.model, "method": str((run.summary or {}).get(SUMMARY.method, run.model)),
-            "results": str(run.results_path), "questions": items}
+    summary = run.summary or {}
+    sources = summary.get(SUMMARY.profile_sources)
+    return {"label": label, "model": run.model, "method": str(summary.get(SUMMARY.method, run.model)),
+            "results": str(run.results_path), "questions": items,
+            "profile_sources": {str(k): str(v) for k, v in sources.items()} if isinstance(sources, dict) else {}}
 
 
 def plots(tasks: list[str], rows: list[dict]) -> list[dict]:

@@ -168,6 +168,12 @@ function questionRow(q, index) {
   return open ? [row, detail(q)] : [row];
 }
 
+// Tasks routed with a profile other than their own (the run summary's profile_sources).
+function profileSources(r) {
+  const sources = Object.entries(r.profile_sources || {});
+  return sources.length ? ". Profiles: " + sources.map(([task, source]) => `${task} ${source}`).join("; ") : "";
+}
+
 function renderQuestions() {
   const questions = run().questions.filter(matches);
   const pages = Math.max(1, Math.ceil(questions.length / PAGE_SIZE));
@@ -176,7 +182,7 @@ function renderQuestions() {
   const right = questions.filter((q) => q.score > 0).length;
   const invalid = questions.filter((q) => q.answer === INVALID).length;
   $("count").textContent = `${questions.length} of ${run().questions.length} questions; accuracy ${questions.length ? pct(right / questions.length) : "-"}; ` +
-    `${invalid} without an answer read. Run: ${run().label} (${run().results})`;
+    `${invalid} without an answer read. Run: ${run().label} (${run().results})` + profileSources(run());
   $("page").textContent = questions.length ? `${start + 1}-${start + shown.length} of ${questions.length} (page ${state.page + 1} of ${pages})` : "nothing matches";
   $("prev").disabled = state.page === 0;
   $("next").disabled = state.page >= pages - 1;

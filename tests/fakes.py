@@ -236,3 +236,25 @@ def use_fake_engines(monkeypatch, respond: Callable | None = None, **fake_kwargs
 
     monkeypatch.setattr(RunContext, "engine_factory", factory)
     return built
+
+
+def fake_embed(self, texts):
+    """A fixed pseudo-random vector per text: routing needs only similarities, not meaning."""
+    import hashlib
+
+    import numpy as np
+
+    rows = [np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=16) for t in texts]
+    return np.stack(rows)
+
+
+def fake_symoe(monkeypatch, respond: Callable, **fake_kwargs) -> None:
+    """Our models registered with lm-eval, every engine a FakeEngine answering with ``respond``,
+    and symoe's embeddings ``fake_embed``: a whole lm-eval run of our methods without a model."""
+    from symoe_eval.harness import plugin
+    from symoe_eval.methods.symoe import SymbolicMoE
+
+    plugin.activate()
+    FakeEngine.log.clear()
+    use_fake_engines(monkeypatch, respond, **fake_kwargs)
+    monkeypatch.setattr(SymbolicMoE, "embed", fake_embed)

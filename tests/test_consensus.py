@@ -1,21 +1,18 @@
 """``aggregate=disagree``: questions whose recruits all state one answer skip the aggregator."""
 
-import hashlib
 import json
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 import yaml
 
-from fakes import FakeEngine, use_fake_engines
+from fakes import fake_symoe
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods.aggregation import consensus
 from symoe_eval.methods.base import Question
 from symoe_eval.methods.discussion import Discussion
 from symoe_eval.errors import SymoeError
-from symoe_eval.methods.symoe import SymbolicMoE
 
 MC = "Which is it? The options are: (A) one (B) two (C) three (D) four"
 AIME = "Find the remainder when 2^10 is divided by 1000."
@@ -69,12 +66,6 @@ def test_the_discussion_vote_reads_answers_with_the_tasks_own_filter():
     assert q.answer(row.final_text) == "70"
 
 
-def fake_embed(self, texts):
-    """A fixed pseudo-random vector per text: routing needs only similarities, not meaning."""
-    rows = [np.random.default_rng(int(hashlib.sha256(t.encode()).hexdigest()[:8], 16)).normal(size=16) for t in texts]
-    return np.stack(rows)
-
-
 def respond(name, request):
     """The keyword model names two subjects; each expert always gives its own answer; the
     aggregator always picks a third one, so a skipped aggregation shows in the output."""
@@ -93,12 +84,7 @@ def respond(name, request):
 def evaluate(monkeypatch, data_dir, tmp_path):
     import lm_eval
 
-    from symoe_eval.harness import plugin
-
-    plugin.activate()
-    FakeEngine.log.clear()
-    use_fake_engines(monkeypatch, respond, batch_size=64)
-    monkeypatch.setattr(SymbolicMoE, "embed", fake_embed)
+    fake_symoe(monkeypatch, respond, batch_size=64)
 
     def run(aggregate):
         logs = tmp_path / aggregate

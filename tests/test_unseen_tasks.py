@@ -7,12 +7,11 @@ import logging
 
 import pytest
 
-from fakes import FakeEngine, use_fake_engines
+from fakes import fake_symoe
 from symoe_eval.errors import SymoeError
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, load_profile, pooled_profile
-from symoe_eval.methods.symoe import SymbolicMoE
-from test_consensus import fake_embed, respond
+from test_consensus import respond
 
 PROFILED = ["symoe_aime24", "symoe_demo", "symoe_gpqa"]  # tiny-cpu's committed profiles; symoe_medmcqa has none
 
@@ -41,12 +40,7 @@ def test_the_pooling_rule():
 def run(monkeypatch, data_dir, tmp_path):
     import lm_eval
 
-    from symoe_eval.harness import plugin
-
-    plugin.activate()
-    FakeEngine.log.clear()
-    use_fake_engines(monkeypatch, respond, batch_size=64)
-    monkeypatch.setattr(SymbolicMoE, "embed", fake_embed)
+    fake_symoe(monkeypatch, respond, batch_size=64)
 
     def evaluate(tasks, **args):
         logs = tmp_path / f"logs{len(list(tmp_path.iterdir()))}"

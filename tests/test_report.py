@@ -90,15 +90,16 @@ def browser():
         launched.close()
 
 
-def open_report(browser, path):
-    """The report in a new page; any request that is not the file itself is recorded and refused."""
+def open_report(browser, path, fragment: str = ""):
+    """The report in a new page (at ``fragment``: a view's link); any request that is not the file
+    itself is recorded and refused."""
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     fetched = []
     page.route("**/*", lambda route: route.continue_() if route.request.url == path.as_uri()
                else (fetched.append(route.request.url), route.abort()))
     errors = []
     page.on("pageerror", lambda err: errors.append(str(err)))
-    page.goto(path.as_uri())
+    page.goto(path.as_uri() + fragment)
     page.wait_for_selector("body[data-ready='1']")
     return page, fetched, errors
 
@@ -132,6 +133,50 @@ def test_a_report_of_2000_questions_pages_filters_and_opens_a_question(browser, 
     assert detail.locator(".response").count() == 3 and "The answer is" in detail.inner_text()
     assert page.locator("#questions tbody tr").count() <= 51  # one page in the DOM, not 2000 rows
     assert fetched == [] and errors == []
+
+
+def test_search_looks_in_responses_and_keywords_and_marks_what_it_found(browser, tmp_path):
+    write_symoe_run(tmp_path, 30)
+    page, _, errors = open_report(browser, build_report(tmp_path))
+    page.fill("#f-search", "REASONS ABOUT DOC 7.")  # only in doc 7's three responses, any case
+    assert count_line(page).startswith("1 of 30 questions")
+    page.locator("#questions tbody tr.q").first.click()
+    marks = page.locator("#questions tbody tr.detail mark")
+    assert marks.count() == 3 and marks.first.inner_text() == "reasons about doc 7."
+    page.fill("#f-search", "noise")  # a keyword of every question that has keywords (doc % 7 != 0)
+    assert count_line(page).startswith("25 of 30 questions") and errors == []
+
+
+def test_filters_by_recruits_consensus_and_the_final_against_the_experts(browser, tmp_path):
+    write_symoe_run(tmp_path, 30)
+    page, _, errors = open_report(browser, build_report(tmp_path))
+    page.select_option("#f-distinct", "2")  # doc % 3 == 0 recruits expert-a twice
+    assert count_line(page).startswith("10 of 30 questions")
+    page.select_option("#f-distinct", "")
+    page.select_option("#f-changed", "yes")  # two of three experts give the gold answer; doc % 5 == 0 ends in none
+    assert count_line(page).startswith("6 of 30 questions; accuracy 0.0%")
+    page.select_option("#f-changed", "")
+    page.select_option("#f-consensus", "yes")
+    assert count_line(page).startswith("0 of 30 questions") and errors == []
+
+
+def test_a_view_is_kept_in_the_link(browser, tmp_path):
+    write_symoe_run(tmp_path, 120)
+    report = build_report(tmp_path)
+    page, _, errors = open_report(browser, report)
+    page.select_option("#f-distinct", "3")
+    page.fill("#f-search", "noise")
+    page.click("#next")
+    page.locator("#questions tbody tr.q").first.click()
+    page.click("#leaderboard th[data-key='macro']")
+    fragment = "#" + page.url.split("#", 1)[1]
+    again, _, more = open_report(browser, report, fragment)  # a colleague opens the sent link
+    assert count_line(again) == count_line(page) and again.locator("#page").inner_text() == page.locator("#page").inner_text()
+    assert again.locator("#f-distinct").input_value() == "3" and again.locator("#f-search").input_value() == "noise"
+    assert again.locator("#questions tbody tr.detail").count() == 1
+    assert again.locator("#leaderboard th.sorted-desc").get_attribute("data-key") == "macro"
+    hostile, _, worse = open_report(browser, report, "#run=9&distinct=<b>&page=-4&sort=x&open=%3Cimg%3E")
+    assert count_line(hostile).startswith("120 of 120 questions") and errors == more == worse == []
 
 
 def test_the_page_says_which_tasks_ran_on_a_pooled_profile(browser, tmp_path):

@@ -5,6 +5,7 @@ const DATA = JSON.parse(document.getElementById("report-data").textContent);
 const PAGE_SIZE = 50;
 const INVALID = DATA.invalid;  // symoe_eval.runoutput.INVALID, handed over by report.py
 const state = { run: 0, page: 0, open: new Set(), sortKey: null, sortDir: -1 };
+const FILTERS = ["f-task", "f-subject", "f-expert", "f-correct", "f-fallback", "f-distinct", "f-consensus", "f-changed"];
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -62,7 +63,7 @@ function renderLeaderboard() {
   const head = el("tr", {}, columns.map((c) => el("th", {
     "data-key": c.key,
     class: c.key === state.sortKey ? (state.sortDir > 0 ? "sorted-asc" : "sorted-desc") : "",
-    onclick: () => { state.sortDir = state.sortKey === c.key ? -state.sortDir : c.key === "run" ? 1 : -1; state.sortKey = c.key; renderLeaderboard(); },
+    onclick: () => { state.sortDir = state.sortKey === c.key ? -state.sortDir : c.key === "run" ? 1 : -1; state.sortKey = c.key; renderLeaderboard(); saveState(); },
   }, c.label)));
   $("leaderboard").tHead.replaceChildren(head);
   $("leaderboard").tBodies[0].replaceChildren(...rows.map((r) => el("tr", {}, columns.map((c) => {
@@ -96,6 +97,7 @@ function fillFilters() {
   fillSelect("f-task", distinct((q) => [q.task]), "all");
   fillSelect("f-subject", distinct((q) => [q.subject]), "all");
   fillSelect("f-expert", distinct((q) => [...everyone(q)]), "all");
+  fillSelect("f-distinct", distinct((q) => (list(q.experts).length ? [String(distinctExperts(q))] : [])), "all");
   $("f-fallback").disabled = !questions.some((q) => q.keywords !== null && q.keywords !== undefined);
 }
 
@@ -111,8 +113,51 @@ function matches(q) {
   const fallback = f("f-fallback");
   if (!$("f-fallback").disabled && fallback === "yes" && !q.fallback) return false;
   if (!$("f-fallback").disabled && fallback === "no" && q.fallback) return false;
+  if (f("f-distinct") && String(distinctExperts(q)) !== f("f-distinct")) return false;
+  if (f("f-consensus") && Boolean(q.consensus) !== (f("f-consensus") === "yes")) return false;
+  if (f("f-changed") && departed(q) !== (f("f-changed") === "yes")) return false;
   const words = f("f-search").trim().toLowerCase();
-  return !words || q.question.toLowerCase().includes(words);
+  return !words || haystack(q).includes(words);
+}
+
+const distinctExperts = (q) => new Set(list(q.experts)).size;
+
+// The answer most of the last round's responses gave (more than half of them), else null.
+function majority(q) {
+  const rounds = arrayOf(q.rounds);
+  if (!rounds.length) return null;
+  const answers = arrayOf(rounds[rounds.length - 1].responses).map((s) => String(s && s.answer));
+  const counts = {};
+  for (const a of answers) if (a !== INVALID) counts[a] = (counts[a] || 0) + 1;
+  const top = Object.keys(counts).find((a) => counts[a] * 2 > answers.length);
+  return top === undefined ? null : top;
+}
+
+// Whether the final answer is not the one most experts gave (the aggregator overruled them, or gave none).
+const departed = (q) => { const m = majority(q); return m !== null && String(q.answer) !== m; };
+
+// Everything the search looks in, lower-cased once per question.
+function haystack(q) {
+  if (q.haystack === undefined) {
+    const texts = [q.question, q.final && q.final.text, ...list(q.keywords), ...list(q.mapped),
+      ...arrayOf(q.rounds).flatMap((r) => arrayOf(r.responses).map((s) => s && s.text))];
+    q.haystack = texts.map(String).join("\n").toLowerCase();
+  }
+  return q.haystack;
+}
+
+// ``text`` with each occurrence of the search words wrapped in <mark> (as text nodes: never markup).
+function marked(text) {
+  const s = String(text), needle = $("f-search").value.trim().toLowerCase();
+  if (!needle) return s;
+  const lower = s.toLowerCase(), out = [];
+  let at = 0, hit;
+  while ((hit = lower.indexOf(needle, at)) !== -1) {
+    out.push(s.slice(at, hit), el("mark", {}, s.slice(hit, hit + needle.length)));
+    at = hit + needle.length;
+  }
+  out.push(s.slice(at));
+  return out;
 }
 
 function renderRecruitment(questions) {
@@ -132,17 +177,17 @@ function said(response) {
   return el("div", { class: "response" },
     el("span", { class: "who" }, response.who), ": answer ",
     el("span", { class: response.answer === INVALID ? "invalid" : verdictClass(response.right) }, response.answer, " ", verdict(response.right)),
-    el("pre", {}, response.text));
+    el("pre", {}, marked(response.text)));
 }
 
 function fact(key, ...value) {
   return el("div", { class: "facts" }, el("span", { class: "k" }, key + ": "), ...value);
 }
 
-const tags = (values) => (list(values).length ? list(values).map((v) => el("span", { class: "tag" }, v)) : "(none)");
+const tags = (values) => (list(values).length ? list(values).map((v) => el("span", { class: "tag" }, marked(v))) : "(none)");
 
 function detail(q) {
-  const parts = [el("h4", {}, "Question"), el("pre", {}, q.question)];
+  const parts = [el("h4", {}, "Question"), el("pre", {}, marked(q.question))];
   if (q.keywords !== null && q.keywords !== undefined) {
     parts.push(fact("keywords", tags(q.keywords)), fact("mapped keywords", tags(q.mapped)));
     parts.push(fact("fallback", q.fallback || "no (recruited by keywords)"));
@@ -151,7 +196,7 @@ function detail(q) {
   if (q.consensus) parts.push(fact("consensus", "every expert gave the same answer; no aggregator call"));
   for (const round of arrayOf(q.rounds)) parts.push(el("h4", {}, round.name), arrayOf(round.responses).map(said));
   if (q.votes) parts.push(fact("votes", tags(q.votes)));
-  parts.push(el("h4", {}, "Final answer (" + q.final.who + ")"), el("pre", {}, q.final.text));
+  parts.push(el("h4", {}, "Final answer (" + q.final.who + ")"), el("pre", {}, marked(q.final.text)));
   parts.push(fact("answer read", el("span", { class: q.answer === INVALID ? "invalid" : q.score > 0 ? "right" : "wrong" }, q.answer)),
     fact("gold", q.gold), fact("score", q.score));
   return el("tr", { class: "detail" }, el("td", { colspan: 8 }, parts));
@@ -162,7 +207,7 @@ function questionRow(q, index) {
   const short = q.question.length > 160 ? q.question.slice(0, 157) + "..." : q.question;
   const row = el("tr", { class: "q" + (open ? " open" : ""), "data-index": index, "data-key": key,
     onclick: () => { open ? state.open.delete(key) : state.open.add(key); renderQuestions(); } },
-    el("td", {}, q.task), el("td", {}, q.doc), el("td", {}, q.subject), el("td", { class: "question" }, short),
+    el("td", {}, q.task), el("td", {}, q.doc), el("td", {}, q.subject), el("td", { class: "question" }, marked(short)),
     el("td", {}, list(q.experts).join(", ")), el("td", { class: q.answer === INVALID ? "invalid" : "" }, q.answer),
     el("td", {}, q.gold), el("td", { class: q.score > 0 ? "right" : "wrong" }, q.score > 0 ? "\u2713" : "\u2717"));
   return open ? [row, detail(q)] : [row];
@@ -188,21 +233,57 @@ function renderQuestions() {
   $("next").disabled = state.page >= pages - 1;
   $("questions").tBodies[0].replaceChildren(...shown.flatMap((q, i) => questionRow(q, start + i)));
   renderRecruitment(questions);
+  saveState();
+}
+
+// ------------------------------------------------------------------ the view in the URL
+
+// The run, filters, search, page, opened questions and leaderboard order, in the URL's fragment, so a
+// reload or a sent link shows the same view (values a link cannot hold here are ignored).
+function saveState() {
+  const p = new URLSearchParams();
+  if (state.run) p.set("run", state.run);
+  for (const id of FILTERS) if ($(id).value) p.set(id.slice(2), $(id).value);
+  if ($("f-search").value) p.set("search", $("f-search").value);
+  if (state.page) p.set("page", state.page);
+  for (const key of state.open) p.append("open", key);
+  if (state.sortKey) { p.set("sort", state.sortKey); p.set("dir", state.sortDir); }
+  history.replaceState(null, "", "#" + p.toString());
+}
+
+function loadState() {
+  const p = new URLSearchParams(location.hash.slice(1));
+  const wanted = Number(p.get("run"));
+  state.run = Number.isInteger(wanted) && wanted >= 0 && wanted < DATA.runs.length ? wanted : 0;
+  $("f-run").value = String(state.run);
+  fillFilters();
+  for (const id of FILTERS) {
+    const value = p.get(id.slice(2)) || "";
+    $(id).value = [...$(id).options].some((o) => o.value === value) ? value : "";
+  }
+  $("f-search").value = p.get("search") || "";
+  state.page = Math.max(0, Math.floor(Number(p.get("page"))) || 0);
+  state.open = new Set(p.getAll("open"));
+  state.sortKey = leaderboardColumns().some((c) => c.key === p.get("sort")) ? p.get("sort") : null;
+  state.sortDir = p.get("dir") === "1" ? 1 : -1;
+}
+
+function restore() {
+  loadState();
+  renderLeaderboard();
+  renderQuestions();
 }
 
 function init() {
   $("f-run").replaceChildren(...DATA.runs.map((r, i) => el("option", { value: i }, r.label)));
   $("f-run").addEventListener("change", () => { state.run = Number($("f-run").value); state.page = 0; state.open.clear(); fillFilters(); renderQuestions(); });
-  for (const id of ["f-task", "f-subject", "f-expert", "f-correct", "f-fallback"]) {
-    $(id).addEventListener("change", () => { state.page = 0; renderQuestions(); });
-  }
+  for (const id of FILTERS) $(id).addEventListener("change", () => { state.page = 0; renderQuestions(); });
   $("f-search").addEventListener("input", () => { state.page = 0; renderQuestions(); });
   $("prev").addEventListener("click", () => { state.page -= 1; renderQuestions(); });
   $("next").addEventListener("click", () => { state.page += 1; renderQuestions(); });
-  renderLeaderboard();
+  window.addEventListener("hashchange", restore);
   renderPlots();
-  fillFilters();
-  renderQuestions();
+  restore();
   document.body.dataset.ready = "1";
 }
 

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -177,6 +178,29 @@ def test_a_view_is_kept_in_the_link(browser, tmp_path):
     assert again.locator("#leaderboard th.sorted-desc").get_attribute("data-key") == "macro"
     hostile, _, worse = open_report(browser, report, "#run=9&distinct=<b>&page=-4&sort=x&open=%3Cimg%3E")
     assert count_line(hostile).startswith("120 of 120 questions") and errors == more == worse == []
+
+
+def test_the_questions_shown_export_as_csv_and_jsonl_without_a_network(browser, tmp_path):
+    import csv
+    import io
+
+    write_symoe_run(tmp_path, 30)
+    page, fetched, errors = open_report(browser, build_report(tmp_path))
+    page.select_option("#f-distinct", "2")  # 10 questions, over one page
+    files = {}
+    for kind in ("csv", "jsonl"):
+        with page.expect_download() as caught:
+            page.click(f"#export-{kind}")
+        files[kind] = (caught.value.suggested_filename, Path(caught.value.path()).read_text())
+    name, text = files["csv"]
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert name.endswith(".csv") and [int(r["doc"]) for r in rows] == list(range(0, 30, 3))
+    assert rows[1]["experts"] == "expert-a|expert-a|expert-b" and rows[1]["final_text"].startswith("Synthesis for doc 3.")
+    name, text = files["jsonl"]
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert name.endswith(".jsonl") and [q["doc"] for q in lines] == list(range(0, 30, 3))
+    assert lines[0]["answer"] == "[invalid]" and lines[0]["keywords"] == [] and lines[1]["keywords"] == ["programming", "noise"]
+    assert fetched == [] and errors == []
 
 
 def test_the_page_says_which_tasks_ran_on_a_pooled_profile(browser, tmp_path):

@@ -236,6 +236,34 @@ function renderQuestions() {
   saveState();
 }
 
+// ------------------------------------------------------------------ export
+
+const EXPORTED = ["task", "doc", "subject", "question", "experts", "answer", "gold", "score", "keywords", "consensus", "fallback"];
+
+// One exported row: the columns above, lists joined by "|" in CSV, the final text at the end.
+function exportRow(q) {
+  const row = {};
+  for (const key of EXPORTED) row[key] = Array.isArray(q[key]) ? q[key].map(String) : q[key] === undefined ? null : q[key];
+  row.final_text = q.final ? String(q.final.text) : "";
+  return row;
+}
+
+const csvCell = (v) => { const s = v === null ? "" : Array.isArray(v) ? v.join("|") : String(v); return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s; };
+
+// Every question the filters select (all pages), as a file made in the page: no network.
+function download(kind) {
+  const rows = run().questions.filter(matches).map(exportRow);
+  const columns = [...EXPORTED, "final_text"];
+  const text = kind === "csv"
+    ? [columns.join(","), ...rows.map((r) => columns.map((c) => csvCell(r[c])).join(","))].join("\r\n") + "\r\n"
+    : rows.map((r) => JSON.stringify(r)).join("\n") + "\n";
+  const link = el("a", { href: URL.createObjectURL(new Blob([text], { type: kind === "csv" ? "text/csv" : "application/jsonl" })),
+    download: `questions-${run().label.replace(/[^\w.-]+/g, "_").slice(0, 80)}.${kind}` });
+  document.body.append(link);
+  link.click();
+  link.remove();
+}
+
 // ------------------------------------------------------------------ the view in the URL
 
 // The run, filters, search, page, opened questions and leaderboard order, in the URL's fragment, so a
@@ -281,6 +309,8 @@ function init() {
   $("f-search").addEventListener("input", () => { state.page = 0; renderQuestions(); });
   $("prev").addEventListener("click", () => { state.page -= 1; renderQuestions(); });
   $("next").addEventListener("click", () => { state.page += 1; renderQuestions(); });
+  $("export-csv").addEventListener("click", () => download("csv"));
+  $("export-jsonl").addEventListener("click", () => download("jsonl"));
   window.addEventListener("hashchange", restore);
   renderPlots();
   restore();

@@ -279,3 +279,33 @@ def test_a_sample_holding_unicode_line_separators_is_one_row(tmp_path):
     samples.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
     run = load_run(results)
     assert run.tasks["symoe_gpqa"].scores == {0: 1.0, 1: 0.0, 2: 1.0}
+
+
+def test_the_pareto_front_keeps_the_runs_no_other_beats():
+    from symoe_eval.analysis.leaderboard import pareto_front
+
+    points = [(100, 0.5), (200, 0.7), (150, 0.4), (300, 0.7), (50, 0.2), (200, 0.6)]
+    assert pareto_front(points) == {0, 1, 4}  # (300, .7) costs more for the same; (150, .4), (200, .6) are beaten
+    assert pareto_front([(1, 0.5), (1, 0.5)]) == {0, 1} and pareto_front([]) == set()
+
+
+def test_the_report_plots_cost_against_accuracy_for_runs_with_a_summary(tmp_path):
+    from symoe_eval.analysis.report import build_report
+
+    folder = tmp_path / "out" / "model_dir"
+    for i, (name, scores, tokens) in enumerate([("cheap", [1.0, 0.0, 0.0, 0.0], 100), ("dear", [1.0, 1.0, 1.0, 0.0], 900),
+                                                ("waste", [1.0, 0.0, 0.0, 0.0], 800)]):
+        tasks = {"symoe_demo": scores}
+        write_run(tmp_path, name, {"k": i}, tasks, model="symoe", stamp=f"2026-12-07T10-0{i}-00.000001", folder=folder)
+        summary = run_summary(name, tasks, method="symoe", total_loads=1, models={"a": {"calls": 4, "generated_tokens": tokens}})
+        (folder.parent / f"routing_summary_symoe_x_2026-12-07T10-0{i}-00.000000.json").write_text(json.dumps(summary))
+    write_run(tmp_path, "other", {"pretrained": "gpt2"}, {"symoe_demo": [1.0] * 4}, model="hf", stamp="2026-12-07T10-09-00.000001")
+    html = build_report(tmp_path).read_text()
+    assert html.count("accuracy against cost: generated tokens") == 1
+    from symoe_eval.analysis.leaderboard import build_table, costed, pareto_front
+
+    _, rows = build_table(find_runs(tmp_path), None)
+    shown = costed(rows, "symoe_demo")  # the hf run has no run summary: no cost, left out
+    front = pareto_front([(r["tokens"], r["cells"]["symoe_demo"][0]) for r in shown])
+    assert sorted(r["run"] for r in shown) == sorted(r["run"] for r in rows if r["run"].startswith("symoe"))
+    assert sorted(shown[i]["run"] for i in front) == sorted(r["run"] for r in shown if "k=1" in r["run"] or "k=0" in r["run"])

@@ -187,6 +187,46 @@ def plot_accuracy(path, tasks: list[str], rows: list[dict]) -> None:
     plt.close(fig)
 
 
+COST = "tokens"  # the cost a cost-accuracy plot puts on its x axis: generated tokens, cold cache
+
+
+def pareto_front(points: list[tuple[float, float]]) -> set[int]:
+    """Indices of the (cost, accuracy) points no other point beats: none costs no more and is at
+    least as accurate, better in one of the two."""
+    return {i for i, (c, a) in enumerate(points)
+            if not any(c2 <= c and a2 >= a and (c2 < c or a2 > a) for c2, a2 in points)}
+
+
+def costed(rows: list[dict], task: str) -> list[dict]:
+    """The rows with the task's accuracy and a recorded cost (runs of other lm-eval models have none)."""
+    return [r for r in rows if task in r["cells"] and r.get(COST)]
+
+
+def plot_cost_accuracy(path, tasks: list[str], rows: list[dict]) -> None:
+    """Per task, each run's accuracy (95% CI) against its generated tokens (cold cache), the
+    Pareto front joined and its runs labelled."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.8), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        shown = costed(rows, task)
+        points = [(float(r[COST]), r["cells"][task][0]) for r in shown]
+        front = pareto_front(points)
+        for i, (r, (cost, acc)) in enumerate(zip(shown, points)):
+            _, low, high, _ = r["cells"][task]
+            ax.errorbar([cost], [acc], yerr=[[acc - low], [high - acc]], fmt="o" if i in front else "x", capsize=3)
+            if i in front:
+                ax.annotate(textwrap.shorten(r["run"], 28), (cost, acc), fontsize=6, xytext=(4, 4), textcoords="offset points")
+        if front:
+            ax.plot(*zip(*sorted(points[i] for i in front)), "--", lw=1)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("generated tokens (cold cache)")
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("accuracy (95% CI)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
 def recruitment_counts(run: Run) -> tuple[dict[str, Counter], dict[str, str]] | None:
     """Experts recruited per task and the aggregator(s), from a symoe run's routing log (rows
     without a task and a list of experts are skipped)."""

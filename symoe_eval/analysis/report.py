@@ -20,8 +20,8 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from symoe_eval.analysis.leaderboard import (COST_COLUMNS, build_table, plot_accuracy, plot_recruitment, png_bytes,
-                                              recruitment_counts)
+from symoe_eval.analysis.leaderboard import (COST_COLUMNS, build_table, costed, plot_accuracy, plot_cost_accuracy,
+                                              plot_recruitment, png_bytes, recruitment_counts)
 from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
 from symoe_eval.atomic import replace_file
 from symoe_eval.errors import SymoeError
@@ -159,6 +159,11 @@ def run_data(run: Run, label: str) -> dict:
 
 def plots(tasks: list[str], rows: list[dict]) -> list[dict]:
     shown = [{"title": "accuracy per task (95% CI)", "src": png_data_uri(plot_accuracy, tasks, rows)}]
+    priced = [t for t in tasks if len(costed(rows, t)) >= 2]
+    if priced:
+        shown.append({"title": "accuracy against cost: generated tokens, as a cold cache would run it "
+                               "(o and dashes: the Pareto front; runs without a run summary left out)",
+                      "src": png_data_uri(plot_cost_accuracy, priced, rows)})
     for r in rows:
         found = recruitment_counts(r["run_obj"])
         if found:

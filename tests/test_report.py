@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import run_cli
-from lm_eval_outputs import write_run, write_symoe_run
+from lm_eval_outputs import discordant, write_run, write_symoe_run
 from symoe_eval.analysis.report import build_report
 
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -201,6 +201,32 @@ def test_the_questions_shown_export_as_csv_and_jsonl_without_a_network(browser, 
     assert name.endswith(".jsonl") and [q["doc"] for q in lines] == list(range(0, 30, 3))
     assert lines[0]["answer"] == "[invalid]" and lines[0]["keywords"] == [] and lines[1]["keywords"] == ["programming", "noise"]
     assert fetched == [] and errors == []
+
+
+def test_two_runs_side_by_side_show_symoe_compares_cells(browser, tmp_path):
+    from symoe_eval.analysis.compare import compare_runs
+    from symoe_eval.analysis.runs import find_runs
+
+    sa, sb = discordant(both=5, only_a=3, only_b=1, neither=2)
+    write_run(tmp_path, "a", {"expert": "a"}, {"symoe_demo": sa})
+    write_run(tmp_path, "b", {"expert": "b"}, {"symoe_demo": sb}, stamp="2026-11-25T10-00-00.000002")
+    runs = {r.label: r for r in find_runs(tmp_path)}
+    test = compare_runs(runs["symoe_expert(expert=a)"], runs["symoe_expert(expert=b)"])["tasks"][0]
+    assert (test["only_a"], test["only_b"]) == (3, 1)
+    page, fetched, errors = open_report(browser, build_report(tmp_path))
+    page.select_option("#c-a", label="symoe_expert(expert=a)")
+    page.select_option("#c-b", label="symoe_expert(expert=b)")
+    assert page.locator("#c-test").inner_text() == (
+        f"both right 5, only A right 3, only B right 1, both wrong 2; exact McNemar p = {test['mcnemar_p']:.3g} (as symoe compare)")
+    for cell, docs in (("only_a", [5, 6, 7]), ("only_b", [8]), ("neither", [9, 10]), ("both", [0, 1, 2, 3, 4])):
+        page.select_option("#c-cell", cell)
+        assert [int(d) for d in page.locator("#c-questions tr.pair").evaluate_all("rows => rows.map(r => r.dataset.doc)")] == docs
+    page.select_option("#c-a", label="symoe_expert(expert=b)")  # swapped: the cells follow
+    page.select_option("#c-b", label="symoe_expert(expert=a)")
+    assert "only A right 1, only B right 3" in page.locator("#c-test").inner_text()
+    again, _, more = open_report(browser, build_report(tmp_path), "#" + page.url.split("#", 1)[1])
+    assert again.locator("#c-test").inner_text() == page.locator("#c-test").inner_text()
+    assert fetched == [] and errors == more == []
 
 
 def test_the_page_says_which_tasks_ran_on_a_pooled_profile(browser, tmp_path):

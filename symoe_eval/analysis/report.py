@@ -22,7 +22,9 @@ from pathlib import Path
 
 from symoe_eval.analysis.leaderboard import (COST_COLUMNS, build_table, costed, plot_accuracy, plot_cost_accuracy,
                                               plot_recruitment, png_bytes, recruitment_counts)
+from symoe_eval.analysis.compare import paired_scores
 from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
+from symoe_eval.analysis.stats import mcnemar_exact
 from symoe_eval.atomic import replace_file
 from symoe_eval.errors import SymoeError
 from symoe_eval.runoutput import INVALID, RESPONSE, ROW, SUMMARY
@@ -157,6 +159,25 @@ def run_data(run: Run, label: str) -> dict:
             "profile_sources": {str(k): str(v) for k, v in sources.items()} if isinstance(sources, dict) else {}}
 
 
+def comparison(a: Run, b: Run, task: str) -> dict:
+    """Run A against run B on one task, as ``symoe compare`` pairs and tests them: the 2x2 cells
+    and the exact McNemar p; a pair it would refuse carries its one-line reason instead."""
+    try:
+        _, sa, sb = paired_scores(a, b, task)
+    except SymoeError as err:
+        return {"refused": str(err)}
+    p, only_a, only_b = mcnemar_exact(sa, sb)
+    both = sum(1 for x, y in zip(sa, sb) if x > 0.5 and y > 0.5)
+    return {"p": p, "both": both, "only_a": only_a, "only_b": only_b, "neither": len(sa) - both - only_a - only_b}
+
+
+def comparisons(runs: list[Run]) -> dict[str, dict]:
+    """Every pair of runs on every task they share, keyed ``"i/j/task"`` (i < j, indices of ``runs``)."""
+    return {f"{i}/{j}/{task}": comparison(a, b, task)
+            for i, a in enumerate(runs) for j, b in enumerate(runs) if i < j
+            for task in sorted(set(a.tasks) & set(b.tasks))}
+
+
 def plots(tasks: list[str], rows: list[dict]) -> list[dict]:
     shown = [{"title": "accuracy per task (95% CI)", "src": png_data_uri(plot_accuracy, tasks, rows)}]
     priced = [t for t in tasks if len(costed(rows, t)) >= 2]
@@ -205,6 +226,7 @@ def build_report(root: str | Path, out: str | Path | None = None, baseline: str 
         "leaderboard": leaderboard_data(tasks, rows),
         "plots": plots(tasks, rows),
         "runs": [run_data(r["run_obj"], r["run"]) for r in rows],
+        "comparisons": comparisons([r["run_obj"] for r in rows]),
         "invalid": INVALID,  # the answer that marks "none readable" (runoutput), for the page
     }
     path = Path(out) if out else Path(root) / "report.html"

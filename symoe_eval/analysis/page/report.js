@@ -236,6 +236,48 @@ function renderQuestions() {
   saveState();
 }
 
+// ------------------------------------------------------------------ two runs side by side
+
+const COMPARE = ["c-a", "c-b", "c-task", "c-cell"];
+const PAIRS_SHOWN = 200;
+const cellOf = (qa, qb) => (qa.score > 0 ? (qb.score > 0 ? "both" : "only_a") : qb.score > 0 ? "only_b" : "neither");
+
+function fillCompare() {
+  const labels = DATA.runs.map((r, i) => String(i));
+  for (const [id, fallback] of [["c-a", "0"], ["c-b", "1"]]) {
+    const select = $(id), kept = select.value;
+    select.replaceChildren(...DATA.runs.map((r, i) => el("option", { value: i }, r.label)));
+    select.value = labels.includes(kept) ? kept : labels.includes(fallback) ? fallback : "0";
+  }
+  const tasksOf = (i) => new Set(DATA.runs[Number(i)].questions.map((q) => q.task));
+  const inB = tasksOf($("c-b").value);
+  fillSelect("c-task", [...tasksOf($("c-a").value)].filter((t) => inB.has(t)).sort(), "choose");
+  if (!$("c-task").value && $("c-task").options.length > 1) $("c-task").value = $("c-task").options[1].value;
+}
+
+// symoe compare's test of the pair (computed by report.py), from A's side.
+function pairTest(a, b, task) {
+  const test = (DATA.comparisons || {})[`${Math.min(a, b)}/${Math.max(a, b)}/${task}`];
+  if (!test || test.refused) return { text: test ? String(test.refused) : "these runs share no task" };
+  const [onlyA, onlyB] = a < b ? [test.only_a, test.only_b] : [test.only_b, test.only_a];
+  return { text: `both right ${test.both}, only A right ${onlyA}, only B right ${onlyB}, both wrong ${test.neither}; ` +
+    `exact McNemar p = ${Number(test.p).toPrecision(3)} (as symoe compare)`, paired: true };
+}
+
+function renderCompare() {
+  const a = Number($("c-a").value), b = Number($("c-b").value), task = $("c-task").value;
+  const test = a === b ? { text: "choose two different runs" } : pairTest(a, b, task);
+  $("c-test").textContent = test.text;
+  const byDoc = new Map(DATA.runs[b].questions.filter((q) => q.task === task).map((q) => [q.doc, q]));
+  const pairs = test.paired ? DATA.runs[a].questions.filter((q) => q.task === task && byDoc.has(q.doc)).map((q) => [q, byDoc.get(q.doc)]) : [];
+  const shown = pairs.filter(([qa, qb]) => !$("c-cell").value || cellOf(qa, qb) === $("c-cell").value);
+  $("c-count").textContent = `${shown.length} questions` + (shown.length > PAIRS_SHOWN ? ` (the first ${PAIRS_SHOWN} shown)` : "");
+  const answer = (q) => el("td", { class: q.answer === INVALID ? "invalid" : q.score > 0 ? "right" : "wrong" }, q.answer, " ", q.score > 0 ? "\u2713" : "\u2717");
+  $("c-questions").tBodies[0].replaceChildren(...shown.slice(0, PAIRS_SHOWN).map(([qa, qb]) => el("tr", { class: "pair", "data-doc": qa.doc },
+    el("td", {}, qa.doc), el("td", { class: "question" }, qa.question.length > 120 ? qa.question.slice(0, 117) + "..." : qa.question),
+    answer(qa), answer(qb), el("td", {}, list(qa.experts).join(", ")), el("td", {}, list(qb.experts).join(", ")))));
+}
+
 // ------------------------------------------------------------------ export
 
 const EXPORTED = ["task", "doc", "subject", "question", "experts", "answer", "gold", "score", "keywords", "consensus", "fallback"];
@@ -276,6 +318,7 @@ function saveState() {
   if (state.page) p.set("page", state.page);
   for (const key of state.open) p.append("open", key);
   if (state.sortKey) { p.set("sort", state.sortKey); p.set("dir", state.sortDir); }
+  for (const id of COMPARE) if ($(id).value) p.set(id, $(id).value);
   history.replaceState(null, "", "#" + p.toString());
 }
 
@@ -294,11 +337,18 @@ function loadState() {
   state.open = new Set(p.getAll("open"));
   state.sortKey = leaderboardColumns().some((c) => c.key === p.get("sort")) ? p.get("sort") : null;
   state.sortDir = p.get("dir") === "1" ? 1 : -1;
+  for (const id of COMPARE) {
+    const value = p.get(id);
+    if (value !== null && [...$(id).options].some((o) => o.value === value)) $(id).value = value;
+    if (id === "c-b") fillCompare();  // the tasks the chosen pair shares
+  }
 }
 
 function restore() {
+  fillCompare();
   loadState();
   renderLeaderboard();
+  renderCompare();
   renderQuestions();
 }
 
@@ -309,6 +359,9 @@ function init() {
   $("f-search").addEventListener("input", () => { state.page = 0; renderQuestions(); });
   $("prev").addEventListener("click", () => { state.page -= 1; renderQuestions(); });
   $("next").addEventListener("click", () => { state.page += 1; renderQuestions(); });
+  for (const id of COMPARE) {
+    $(id).addEventListener("change", () => { if (id === "c-a" || id === "c-b") fillCompare(); renderCompare(); saveState(); });
+  }
   $("export-csv").addEventListener("click", () => download("csv"));
   $("export-jsonl").addEventListener("click", () => download("jsonl"));
   window.addEventListener("hashchange", restore);

@@ -278,3 +278,15 @@ def test_a_report_of_the_quick_start_run_in_chromium(browser, demo_outputs, tmp_
     page.select_option("#f-correct", "")
     page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
     assert nonblank(tmp_path / "report.png") and fetched == [] and errors == []
+    # search inside a real response, the view kept in the link, the rows exported
+    line = max(detail.locator(".response pre").first.inner_text().splitlines(), key=len)
+    words = line[len(line) // 2: len(line) // 2 + 12]
+    page.fill("#f-search", words)
+    found = int(count_line(page).split(" of ")[0])
+    assert found >= 1 and page.locator("#questions tbody tr.detail mark").count() >= 1
+    again, _, more = open_report(browser, demo_outputs / "report.html", "#" + page.url.split("#", 1)[1])
+    assert count_line(again) == count_line(page) and again.locator("#questions tbody tr.detail").count() == 1
+    with page.expect_download() as caught:
+        page.click("#export-jsonl")
+    assert len(Path(caught.value.path()).read_text().splitlines()) == found
+    assert page.locator("#c-test").inner_text() == "choose two different runs" and more == []  # one run here

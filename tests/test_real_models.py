@@ -1,5 +1,6 @@
 """Real tiny-cpu models through the transformers engine and the real lm_eval CLI (slow)."""
 
+import functools
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -24,21 +25,78 @@ def smollm():
 PROMPTS = ["What is 2+3? Answer with a number.", "Name a primary colour.", "Say hello."]
 
 
-def test_left_padding_keeps_greedy_output_in_fp32():
-    """Batch invariance holds in fp32; in bf16 (picked on CPUs with native bf16) the padded batch
-    rounds differently and greedy text can change (see the README's note on batch invariance)."""
+@pytest.fixture
+def micro_batched(monkeypatch):
+    """The engine's other path (GPUs, models the continuous loop cannot drive): transformers'
+    generate() over left-padded micro-batches."""
+    monkeypatch.setattr("symoe_eval.engines.hf.decoding_for", lambda model: "micro-batches")
+
+
+def test_a_request_draws_the_same_text_alone_and_beside_any_others():
+    """The continuous loop (bf16, this CPU's default): six requests through two rows, so rows
+    leave and others take their slots mid-run; each text equals the request's text alone and in
+    the reversed order, greedy and sampled."""
+    spec = load_pool("tiny-cpu").expert("smollm2-135m")
+    greedy, sampled = SamplingParams(temperature=0.0, max_tokens=20), SamplingParams(temperature=0.9, max_tokens=20, seed=3)
+    requests = [GenerationRequest.user(p, params) for p in PROMPTS for params in (greedy, sampled)]
+    with make_engine(spec, backend="hf", batch_size=2) as engine:
+        assert engine.loaded_setup()["decoding"] == "continuous"
+        together = [c.text for c in engine.generate(requests)]
+        reversed_order = [c.text for c in engine.generate(requests[::-1])][::-1]
+        alone = [engine.generate([r])[0].text for r in requests]
+    assert together == reversed_order == alone
+    assert len({len(t) for t in together}) > 1  # rows of different lengths: some left before others
+
+
+def test_repeated_samples_share_one_prefill_and_draw_as_if_alone(monkeypatch):
+    """Copies of one prompt (keyword samples, duplicate recruits) are prefilled once and copied
+    into their slots; each still draws with its own seed exactly what it draws alone."""
+    from symoe_eval.engines.continuous import SlotCache
+
+    spec = load_pool("tiny-cpu").expert("smollm2-135m")
+    params = SamplingParams(temperature=0.8, max_tokens=16, seed=5)
+    requests = [GenerationRequest.user(PROMPTS[0], params, s) for s in range(3)] + [GenerationRequest.user(PROMPTS[1], params)]
+    prefilled = []
+    prefill = SlotCache.prefill
+    monkeypatch.setattr(SlotCache, "prefill", lambda self, slot: prefilled.append(slot) or prefill(self, slot))
+    with make_engine(spec, backend="hf", batch_size=4) as engine:
+        prefilled.clear()  # the load's own probe prefills too
+        batch = [c.text for c in engine.generate(requests)]
+        assert len(prefilled) == 2  # two distinct prompts for four rows
+        alone = [engine.generate([r])[0].text for r in requests]
+    assert batch == alone
+    assert len(set(batch[:3])) > 1  # the copies are separate samples
+
+
+def test_finished_rows_leave_at_once_and_progress_adds_up(smollm):
+    """A short request ends first although it came last; every token of budget is reported once."""
+    params = [SamplingParams(temperature=0.0, max_tokens=n) for n in (24, 24, 3)]
+    reported = []
+    smollm.report_budget_to(reported.append)
+    try:
+        order = [i for i, _ in smollm.iter_generate([GenerationRequest.user(p, s) for p, s in zip(PROMPTS, params)])]
+    finally:
+        smollm.report_budget_to(None)
+    assert order[0] == 2 and sorted(order) == [0, 1, 2]
+    assert sum(reported) == 24 + 24 + 3
+
+
+def test_left_padding_keeps_greedy_output_in_fp32(micro_batched):
+    """Micro-batches: batch invariance holds in fp32; in bf16 the padded batch rounds differently
+    and greedy text can change (see docs/engines.md on batch invariance)."""
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "dtype": "float32"})
     params = SamplingParams(temperature=0.0, max_tokens=24)
     with make_engine(spec, backend="hf", batch_size=4) as engine:
+        assert engine.loaded_setup()["decoding"] == "micro-batches"
         batch = engine.generate([GenerationRequest.user(p, params) for p in PROMPTS])
         alone = engine.generate([GenerationRequest.user(PROMPTS[1], params)])
     assert batch[1].text == alone[0].text
 
 
-def test_repeated_samples_share_one_prefill_and_draw_as_if_alone(monkeypatch):
-    """Copies of one prompt in a micro-batch (keyword samples, duplicate recruits) are prefilled
-    once; each still draws with its own seed exactly what it draws alone (fp32)."""
+def test_micro_batches_share_one_prefill_for_repeated_samples(micro_batched, monkeypatch):
+    """Copies of one prompt in a micro-batch are prefilled once; each still draws with its own
+    seed exactly what it draws alone (fp32)."""
     from symoe_eval.engines.hf import HFEngine
 
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
@@ -54,7 +112,31 @@ def test_repeated_samples_share_one_prefill_and_draw_as_if_alone(monkeypatch):
         alone = [engine.generate([r])[0].text for r in requests]
     assert prefilled == [(2, [0, 1, 1, 1])]  # two distinct prompts (shorter first) prefilled for four rows
     assert batch == alone
-    assert len(set(batch[:3])) > 1  # the copies are separate samples
+    assert len(set(batch[:3])) > 1
+
+
+def test_the_probe_refuses_a_model_whose_rows_talk_to_each_other():
+    """``rows_are_independent`` passes the real model and fails it once each row's logits carry
+    a trace of the batch's mean (the engine would then take micro-batches)."""
+    from symoe_eval.engines.continuous import rows_are_independent
+
+    spec = load_pool("tiny-cpu").expert("smollm2-135m")
+    with make_engine(spec, backend="hf") as engine:
+        model = engine.model
+        assert rows_are_independent(model) is None
+        forward = model.forward
+
+        @functools.wraps(forward)
+        def leaky(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            out.logits = out.logits + 1e-3 * out.logits.mean(0, keepdim=True)
+            return out
+
+        model.forward = leaky
+        try:
+            assert "batch-mates" in rows_are_independent(model)
+        finally:
+            del model.forward
 
 
 def test_batched_generation_with_chat_template_and_stop(smollm):

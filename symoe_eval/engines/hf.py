@@ -1,7 +1,10 @@
-"""transformers backend: batched, left-padded chat generation on CPU or GPU.
+"""transformers backend: chat generation on CPU or GPU.
 
-GGUF experts are de-quantized once and saved as a dense safetensors copy under the cache, so
-later loads take a second instead of tens of seconds.
+On a CPU, requests run through our own continuous-batching loop (``engines.continuous``), whose
+texts do not depend on batch-mates; elsewhere, or for a model that loop cannot drive, through
+transformers' ``generate`` in left-padded micro-batches (``engines.batching``). GGUF experts are
+de-quantized once and saved as a dense safetensors copy under the cache, so later loads take a
+second instead of tens of seconds.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from symoe_eval.engines.base import (
     torch_threads,
     truncate_at_stop,
 )
-from symoe_eval.engines.batching import micro_batches
+from symoe_eval.engines.batching import batch_order, micro_batches
+from symoe_eval.engines.continuous import ContinuousDecoder, Job, pack_linears, rows_are_independent
 from symoe_eval.errors import SymoeError
 from symoe_eval.pools.schema import ExpertSpec
 from symoe_eval.pools.weights import loadable_weights, model_context_length, resolve_adapter, resolve_weights
@@ -103,7 +107,8 @@ class SharedModel:
     """A model held in this process, with the experts using it and the adapters attached to it."""
 
     model: object
-    users: set[str] = field(default_factory=set)
+    decoding: str  # "continuous" (engines.continuous) or "micro-batches" (transformers' generate)
+    users: set[int] = field(default_factory=set)  # the engines using it (two may serve one expert)
     adapters: set[str] = field(default_factory=set)
     active: str | None = None  # the active adapter; None: the base itself
 
@@ -120,6 +125,7 @@ class HFEngine(Engine):
         super().__init__(expert, **kwargs)
         self.model = None
         self.tokenizer = None
+        self.decoding = None  # the loaded model's: "continuous" or "micro-batches"
 
     @classmethod
     def gpus_per_worker(cls, experts: Sequence[ExpertSpec], device: str | None = None) -> float:
@@ -165,9 +171,10 @@ class HFEngine(Engine):
         shared = self.resident.get(self._resident_key())
         fresh = shared is None
         if fresh:
-            shared = self.resident[self._resident_key()] = SharedModel(self._load_weights())
-        shared.users.add(self.expert.name)
-        self.model = shared.model
+            model = self._load_weights()
+            shared = self.resident[self._resident_key()] = SharedModel(model, decoding_for(model))
+        shared.users.add(id(self))
+        self.model, self.decoding = shared.model, shared.decoding
         try:
             if self.expert.adapter is not None:
                 self._attach_adapter(shared)
@@ -227,7 +234,7 @@ class HFEngine(Engine):
 
         return {**super().describe_setup(), "version": f"transformers {transformers.__version__}, torch {torch.__version__}",
                 "dtype": str(self.model.dtype).removeprefix("torch."), "device": str(self.model.device),
-                "threads": torch_threads(None),
+                "threads": torch_threads(None), "decoding": self.decoding,
                 **({"base": self.expert.base, "adapter_sha256": self.expert.adapter.sha256} if self.expert.adapter else {})}
 
     def _end_ids(self) -> list[int]:
@@ -244,8 +251,8 @@ class HFEngine(Engine):
 
         shared = self.resident.get(self._resident_key())
         if shared is not None:
-            shared.users.discard(self.expert.name)
-            if not shared.users:  # the last expert on this base: free it
+            shared.users.discard(id(self))
+            if not shared.users:  # the last engine on this base: free it
                 del self.resident[self._resident_key()]
         self.model = None  # the tokenizer stays: it is small and prompt fitting reuses it
         gc.collect()
@@ -261,11 +268,40 @@ class HFEngine(Engine):
 
     def _generate(self, requests: Sequence[GenerationRequest]) -> Iterator[tuple[int, Completion]]:
         prompts = [chat_token_ids(self.tokenizer, r) for r in requests]  # made once per request
+        self._activate()  # another expert on the same base may have run in between
+        if self.decoding == "continuous":
+            yield from self._generate_continuous(requests, prompts)
+            return
         for batch in micro_batches(requests, self.batch_size):  # seeds are per row: they do not split batches
-            self._activate()  # each batch: another expert on the same base may have run in between
             texts = self._generate_batch([prompts[i] for i in batch], requests[batch[0]].params,
                                          [requests[i].seed for i in batch])
             yield from zip(batch, texts)
+
+    def _generate_continuous(self, requests: Sequence[GenerationRequest], prompts: list[list[int]]):
+        """Every request through ``batch_size`` rows of the continuous loop, copies of one prompt
+        side by side (they share its prefill); yields each as it ends."""
+        order = sorted(range(len(requests)), key=lambda i: batch_order(requests[i]))
+        jobs = {i: self._job(i, requests[i], prompts[i]) for i in order}
+        decoder = ContinuousDecoder(self.model, self.batch_size, self._eos_ids, decode=self.tokenizer.decode,
+                                    on_tokens=self._budget_used)
+        for done in decoder.run(list(jobs.values())):
+            job = jobs[done.index]
+            yield done.index, self._completion(done.tokens, done.reason == "stop", requests[done.index].params,
+                                               len(job.prompt))
+
+    def _job(self, index: int, request: GenerationRequest, prompt: list[int]) -> Job:
+        import torch
+
+        params = request.params
+        keep, max_new = self.fit_context(len(prompt), params.max_tokens, self.context_limit())
+        generator = None if params.greedy else torch.Generator().manual_seed(request.seed or 0)
+        return Job(index, tuple(prompt[-keep:]), max_new, params.temperature, params.top_p, generator, params.stop)
+
+    def _completion(self, tokens: list[int], ended: bool, params, prompt_tokens: int) -> Completion:
+        """The text of ``tokens`` up to any stop string; ``ended``: an end token or stop string was met."""
+        text, stopped = truncate_at_stop(self.tokenizer.decode(tokens, skip_special_tokens=True), params.stop)
+        return Completion(text=text, num_tokens=len(tokens), finish_reason="stop" if ended or stopped else "length",
+                          prompt_tokens=prompt_tokens)
 
     def _left_padded(self, rows: Sequence[Sequence[int]]):
         import torch
@@ -318,14 +354,22 @@ class HFEngine(Engine):
             **sampling,
         )
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        read = [min(len(p), keep) for p in prompts]
         completions = []
-        for row, prompt_tokens in zip(new_tokens, read):
+        for row, prompt in zip(new_tokens, prompts):
             ended = [j for j, tok in enumerate(row.tolist()) if tok in self._eos_ids]
-            n = ended[0] + 1 if ended else len(row)
-            text = self.tokenizer.decode(row[:n], skip_special_tokens=True)
-            text, stopped = truncate_at_stop(text, params.stop)
-            finish = "stop" if ended or stopped else "length"
-            completions.append(Completion(text=text, num_tokens=n, finish_reason=finish, prompt_tokens=prompt_tokens))
+            tokens = row[: ended[0] + 1 if ended else len(row)].tolist()
+            completions.append(self._completion(tokens, bool(ended), params, min(len(prompt), keep)))
         self._budget_used(len(prompts) * (params.max_tokens - steps.steps))  # what early stops left
         return completions
+
+
+def decoding_for(model) -> str:
+    """``continuous`` for a model on a CPU that the continuous loop drives with texts independent
+    of batch-mates (its linear layers packed first), else ``micro-batches``; logs why."""
+    if model.device.type != "cpu":
+        return "micro-batches"
+    packed = pack_linears(model)
+    reason = rows_are_independent(model)
+    log.info("%s: %s decoding (%d linear layers packed)%s", type(model).__name__,
+             "micro-batch" if reason else "continuous", packed, f": {reason}" if reason else "")
+    return "micro-batches" if reason else "continuous"

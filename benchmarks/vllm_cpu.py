@@ -1,16 +1,23 @@
-"""vLLM on this CPU against transformers, and our vLLM engine against calling vLLM directly.
+"""Our transformers engine against vLLM on this CPU, and our vLLM engine against calling vLLM directly.
 
-One run, the same requests for every row: the symoe_demo test questions in the paper's prompt,
-sampled at T=0.7 with per-request seeds, ``--new-tokens`` each, one expert of tiny-cpu. Rows:
-- ``hf``: our transformers engine (what ``engine=auto`` picks on a CPU);
+One run, the same requests for every row: the 40 symoe_demo test questions in the paper's prompt,
+``--new-tokens`` each, sampled at T=0.7 with per-request seeds and greedy, for each expert named
+(tiny-cpu). Rows per expert and sampling:
+- ``hf (continuous)``: our transformers engine as ``engine=auto`` runs it on a CPU (the
+  continuous loop, ``--batch_size`` rows);
+- ``hf, batch N (continuous)``: the same with N rows (``--hf-batch``: vLLM decodes every request
+  it holds at once, so this is the engine at vLLM's batch);
+- ``hf (micro-batches)``: the engine's other path (transformers' generate over left-padded
+  micro-batches, as on a GPU), forced here; what the CPU path was before the continuous loop;
 - ``vllm (ours)``: our VLLMEngine (in-process engine core, eager, KV cache sized for CPU);
 - ``vllm.LLM.generate``: the same loaded LLM called directly with the same token ids and
   SamplingParams (and vLLM's progress bar, as ours shows it), alternated with ours: the adapter's
-  overhead (prompt building, sampling params, stats); its own host work is also timed alone;
-- ``vllm multiprocess``: vLLM's default mode (``VLLM_ENABLE_V1_MULTIPROCESSING=1``, a separate
-  engine-core process) in a child process, called directly: what reproducible seeds cost;
-  ``same texts`` says whether its two identical calls drew the same texts.
-Usage (in the .ci/vllm-venv venv): python benchmarks/vllm_cpu.py [--expert smollm2-135m] [--new-tokens 128]
+  overhead; its own host work is also timed alone;
+- ``vllm multiprocess`` (``--multiprocess``, smollm2 sampled only): vLLM's default mode
+  (``VLLM_ENABLE_V1_MULTIPROCESSING=1``) in a child process, called directly: what reproducible
+  seeds cost; ``same texts`` says whether its two identical calls drew the same texts.
+The last column is vLLM (ours)'s tokens/s over the row's: the issue's goal is hf within 1.5x.
+Usage (in the .ci/vllm-venv venv): python benchmarks/vllm_cpu.py [--experts a,b] [--out FILE]
 """
 
 from __future__ import annotations
@@ -33,9 +40,9 @@ INSTRUCTION = ('\nProvide your step-by-step reasoning first, and then print "The
                "answer choice (one capital letter), at the end of your response.")
 
 
-def demo_requests(new_tokens: int) -> list[GenerationRequest]:
+def demo_requests(new_tokens: int, temperature: float = 0.7) -> list[GenerationRequest]:
     docs = json.loads((tasks_dir() / "symoe_demo.json").read_text())["test"]
-    params = SamplingParams(temperature=0.7, max_tokens=new_tokens, seed=0)
+    params = SamplingParams(temperature=temperature, max_tokens=new_tokens, seed=0)
     return [GenerationRequest.user(f"Question: {d['question']}{INSTRUCTION}", params) for d in docs]
 
 
@@ -45,12 +52,26 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def engine_row(name: str, spec, requests, backend: str) -> dict:
-    engine = make_engine(spec, backend, batch_size=8)
+def engine_row(name: str, spec, requests, backend: str, batch_size: int = 8) -> dict:
+    engine = make_engine(spec, backend, batch_size=batch_size)
     load_s, _ = timed(engine.load)
     seconds, out = timed(lambda: engine.generate(requests))
+    decoding = engine.loaded_setup().get("decoding")
     engine.unload()
-    return {"row": name, "load_s": load_s, "generate_s": seconds, "tokens": sum(c.num_tokens for c in out)}
+    return {"row": f"{name} ({decoding})" if decoding else name, "load_s": load_s, "generate_s": seconds,
+            "tokens": sum(c.num_tokens for c in out)}
+
+
+def micro_batch_row(spec, requests) -> dict:
+    """The hf engine with its micro-batch path forced (the one a GPU takes)."""
+    import symoe_eval.engines.hf as hf
+
+    chosen = hf.decoding_for
+    hf.decoding_for = lambda model: "micro-batches"
+    try:
+        return engine_row("hf", spec, requests, "hf")
+    finally:
+        hf.decoding_for = chosen
 
 
 def adapter_rows(spec, requests, rounds: int) -> list[dict]:
@@ -110,38 +131,56 @@ def multiprocess_row(expert: str, new_tokens: int) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    base = next(r for r in rows if r["row"] == "vllm.LLM.generate")
-    lines = ["| engine | load s | generate s | tokens | tok/s | x direct vLLM (time) | same texts twice |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| expert | sampling | engine | load s | generate s | tokens | tok/s | vLLM (ours) tok/s / this | same texts twice |",
+             "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for r in rows:
-        lines.append(f"| {r['row']} | {r['load_s']:.1f} | {r['generate_s']:.1f} | {r['tokens']} | "
-                     f"{r['tokens'] / r['generate_s']:.1f} | {r['generate_s'] / base['generate_s']:.3f} | "
+        ours = next(o for o in rows if o["row"] == "vllm (ours)" and o["expert"] == r["expert"] and o["mode"] == r["mode"])
+        rate = r["tokens"] / r["generate_s"]
+        lines.append(f"| {r['expert']} | {r['mode']} | {r['row']} | {r['load_s']:.1f} | {r['generate_s']:.1f} | "
+                     f"{r['tokens']} | {rate:.1f} | {(ours['tokens'] / ours['generate_s']) / rate:.2f} | "
                      f"{r.get('same_texts', '')} |")
     return "\n".join(lines)
 
 
+def rows_for(expert: str, temperature: float, args) -> list[dict]:
+    spec = load_pool("tiny-cpu").expert(expert)
+    requests = demo_requests(args.new_tokens, temperature)
+    rows = [engine_row("hf", spec, requests, "hf"),
+            *[engine_row(f"hf, batch {n}", spec, requests, "hf", n) for n in args.hf_batch],
+            micro_batch_row(spec, requests), *adapter_rows(spec, requests, args.rounds)]
+    if args.multiprocess and expert == "smollm2-135m" and temperature > 0:
+        rows.append(multiprocess_row(expert, args.new_tokens))
+    mode = f"T={temperature}" if temperature > 0 else "greedy"
+    return [{**r, "expert": expert, "mode": mode} for r in rows]
+
+
+def overhead_lines(rows: list[dict]) -> list[str]:
+    out = []
+    for r in (r for r in rows if "host_s" in r):
+        direct = next(d for d in rows if d["row"] == "vllm.LLM.generate" and d["expert"] == r["expert"] and d["mode"] == r["mode"])
+        out.append(f"- {r['expert']} {r['mode']}: our adapter {100 * (r['generate_s'] - direct['generate_s']) / direct['generate_s']:+.1f}% "
+                   f"of the direct call's time (the direct call ranged {r['spread'][0]:.1f}-{r['spread'][1]:.1f} s); "
+                   f"its own host work {1000 * r['host_s']:.0f} ms")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--expert", default="smollm2-135m")
+    parser.add_argument("--experts", default="smollm2-135m,qwen2.5-coder-0.5b")
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--hf-batch", type=lambda v: [int(x) for x in v.split(",") if x], default=[40])
+    parser.add_argument("--multiprocess", action="store_true")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--expert", default="smollm2-135m", help=argparse.SUPPRESS)  # the child's
     args = parser.parse_args()
     if args.child:
         return multiprocess_child(args.expert, args.new_tokens)
-    spec = load_pool("tiny-cpu").expert(args.expert)
-    requests = demo_requests(args.new_tokens)
-    rows = [engine_row("hf", spec, requests, "hf"), *adapter_rows(spec, requests, args.rounds),
-            multiprocess_row(args.expert, args.new_tokens)]
-    ours, direct = rows[1]["generate_s"], rows[2]["generate_s"]
-    text = (f"{len(requests)} symoe_demo requests, {args.expert}, T=0.7, {args.new_tokens} new tokens, batch size 8, "
-            f"{os.cpu_count()} CPU cores; vllm rows: median of {args.rounds} alternated calls\n\n{table(rows)}\n\n"
-            f"adapter overhead: {100 * (ours - direct) / direct:+.1f}% of the direct call's time (the direct call "
-            f"itself ranged {rows[1]['spread'][0]:.1f}-{rows[1]['spread'][1]:.1f} s over the rounds); the adapter's "
-            f"own host work (prompt ids, sampling params) {1000 * rows[1]['host_s']:.0f} ms = "
-            f"{100 * rows[1]['host_s'] / direct:.2f}%; "
-            f"vLLM (ours) / hf tokens/s: {(rows[1]['tokens'] / ours) / (rows[0]['tokens'] / rows[0]['generate_s']):.2f}")
+    rows = [r for expert in args.experts.split(",") for t in (0.7, 0.0) for r in rows_for(expert, t, args)]
+    text = (f"40 symoe_demo requests, {args.new_tokens} new tokens, batch size 8 unless named, {os.cpu_count()} CPU "
+            f"cores; vllm rows: median of {args.rounds} alternated calls\n\n{table(rows)}\n\n"
+            + "\n".join(overhead_lines(rows)))
     print(text)
     if args.out:
         args.out.write_text(text + "\n")

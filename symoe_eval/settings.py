@@ -51,7 +51,7 @@ RUN_ARGS: tuple[RunArg, ...] = (
     RunArg("seed", int, 0, "run seed (every request's seed is derived from it)", shown_default="lm_eval's `--seed`, else 0"),
     RunArg("temperature", float, None, "overrides the task's sampling temperature", minimum=0, shown_default="task's"),
     RunArg("max_gen_toks", int, None, "caps every answer's new tokens", minimum=1, shown_default="task's, capped by the pool"),
-    RunArg("batch_size", int, 8, "micro-batch: distinct prompts generated together (`auto`: 8)", minimum=1,
+    RunArg("batch_size", int, 8, "rows decoded together (`hf` on a CPU), else distinct prompts per micro-batch (`auto`: 8)", minimum=1,
            shown_default="lm_eval's `--batch_size`, else 8", auto=True),
     RunArg("device", str, None, "`cpu`, `cuda`, `cuda:1`", shown_default="a GPU if there is one", auto=True),
     RunArg("max_loaded", int, None, "models kept resident at once (per worker)", minimum=1,

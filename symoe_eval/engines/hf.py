@@ -10,7 +10,6 @@ second instead of tens of seconds.
 from __future__ import annotations
 
 import gc
-import inspect
 import logging
 from dataclasses import dataclass, field
 from typing import Iterator, Sequence
@@ -27,7 +26,14 @@ from symoe_eval.engines.base import (
     truncate_at_stop,
 )
 from symoe_eval.engines.batching import batch_order, micro_batches
-from symoe_eval.engines.continuous import ContinuousDecoder, Job, pack_linears, rows_are_independent, sample_token
+from symoe_eval.engines.continuous import (
+    ContinuousDecoder,
+    Job,
+    cache_argument,
+    pack_linears,
+    rows_are_independent,
+    sample_token,
+)
 from symoe_eval.errors import SymoeError
 from symoe_eval.pools.schema import ExpertSpec
 from symoe_eval.pools.weights import loadable_weights, model_context_length, resolve_adapter, resolve_weights
@@ -310,7 +316,7 @@ class HFEngine(Engine):
         costs more than a short reply's decoding. generate() then feeds only the last token."""
         import torch
 
-        name = "cache" if "cache" in inspect.signature(self.model.forward).parameters else "past_key_values"
+        name = cache_argument(self.model)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
                          use_cache=True, logits_to_keep=1)

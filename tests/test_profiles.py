@@ -92,3 +92,45 @@ def test_keyword_counts_are_the_answers_behind_each_score():
     assert all(abs(experts["x"].scores[k]) <= n and (n - experts["x"].scores[k]) % 2 == 0 for k, n in counts.items())
     profile = TaskProfile("t", "p", experts, aggregator="x", keywords=["a", "b"], keyword_counts=counts)
     assert TaskProfile.from_json(profile.to_json()).keyword_counts == counts
+
+
+def test_validation_records_are_read_from_the_annotations_beside_the_profile(tmp_path):
+    """``routing=records`` reads annotations.jsonl; profile.json keeps its format (no records in it)."""
+    folder = save_profile(make_profile(), tmp_path, render_report(make_profile()))
+    assert load_profile(tmp_path, "tiny-cpu", "symoe_gpqa").records == []  # older profiles: none
+    lines = [{"index": 0, "keywords": ["physics"], "right": {"a": [True, False], "gone": [True]}},
+             {"index": 1, "keywords": [], "right": {"a": [True]}}]
+    (folder / "annotations.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    records = load_profile(tmp_path, "tiny-cpu", "symoe_gpqa").records
+    assert [(r.keywords, r.right) for r in records] == [(("physics",), {"a": 0.5}), ((), {"a": 1.0})]
+    assert "records" not in json.loads((folder / "profile.json").read_text())
+    assert "records" not in make_profile().to_json()
+
+
+@pytest.mark.parametrize("line", ['{"keywords": "physics", "right": {}}', '{"keywords": [], "right": {"a": "yes"}}',
+                                  '{"keywords": []}', "[1, 2]", "{not json"])
+def test_a_bad_validation_record_is_one_line_naming_it_for_the_router_that_reads_them(tmp_path, line):
+    """Only routing=records reads the records: the profile still loads, and the router's error
+    names the bad line (an annotations file from before ``right`` was written reads the same)."""
+    from symoe_eval.methods.routing import ROUTERS, QuestionRef
+
+    folder = save_profile(make_profile(), tmp_path, render_report(make_profile()))
+    (folder / "annotations.jsonl").write_text('{"keywords": ["physics"], "right": {"a": [true]}}\n' + line + "\n")
+    profile = load_profile(tmp_path, "tiny-cpu", "symoe_gpqa")
+    assert profile.records == [] and profile.aggregator == "a"
+    with pytest.raises(SymoeError, match=r"needs the validation records .*annotations.jsonl line 2 is not a "
+                                         r"validation record .*rebuild it") as err:
+        ROUTERS["records"](3).route(profile, QuestionRef("symoe_gpqa", 0), ["physics"], None)
+    assert "\n" not in str(err.value)
+
+
+def test_pooled_records_are_every_tasks_or_none_with_the_reason():
+    from symoe_eval.methods.profiles import ValidationRecord, pooled_profile
+
+    first, second = make_profile("symoe_gpqa"), make_profile("symoe_aime24")
+    first.records = [ValidationRecord(("physics",), {"a": 1.0})]
+    second.records = [ValidationRecord(("algebra",), {"a": 0.0}), ValidationRecord((), {"a": 1.0})]
+    assert [r.keywords for r in pooled_profile("new", [first, second]).records] == [("physics",), ("algebra",), ()]
+    second.records, second.records_problem = [], "annotations.jsonl line 3 is bad"
+    pooled = pooled_profile("new", [first, second])
+    assert pooled.records == [] and pooled.records_problem == "annotations.jsonl line 3 is bad"

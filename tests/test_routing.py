@@ -7,16 +7,20 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from symoe_eval.methods.profiles import ExpertProfile, TaskProfile
+from symoe_eval.errors import SymoeError
+from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, ValidationRecord, build_expert_profiles, count_keywords
 from symoe_eval.methods.routing import (
     ROUTERS,
     QuestionRef,
+    RecordIndex,
     keyword_sums,
+    majority_right,
     map_keywords,
     normalized_strengths,
     question_rng,
     recruitment_weights,
     strongest,
+    team_by_majority,
 )
 
 
@@ -187,3 +191,71 @@ def test_the_embedding_model_is_loaded_on_the_runs_device_and_threads(tiny_cpu_w
     setup = embed.describe_setup()
     assert (embed.stats.loads, setup["device"], setup["threads"]) == (1, "cpu", 1) and context.embedder() is embed
     assert setup["model"] == context.pool.embedding_model.model
+
+
+def with_records(rows: list[tuple[list[str], dict[str, bool]]]) -> TaskProfile:
+    """A profile built from per-question records, as ``symoe profile`` would write it."""
+    keywords = [kw for kw, _ in rows]
+    names = sorted({n for _, right in rows for n in right})
+    experts = build_expert_profiles(keywords, {n: [[right[n]] for _, right in rows] for n in names})
+    return TaskProfile("t", "p", experts, aggregator=names[0], keywords=sorted({k for kw in keywords for k in kw}),
+                       keyword_counts=count_keywords(keywords, 1),
+                       records=[ValidationRecord(tuple(kw), {n: float(right[n]) for n in right}) for kw, right in rows])
+
+
+# 'cmp' answers "which is the largest" questions, 'sorter' the "sort from smallest to largest" ones
+# (which also name 'largest'), 'gen' half of each: summed per-keyword scores credit 'sorter' with
+# 'largest' (+4 against cmp's -4); the records separate the two kinds of question.
+SHARED_KEYWORD = with_records(
+    [(["largest"], {"cmp": True, "sorter": False, "gen": i % 2 == 0}) for i in range(6)]
+    + [(["sort", "smallest", "largest"], {"cmp": False, "sorter": True, "gen": i % 2 == 1}) for i in range(10)]
+)
+
+
+def records(profile_, keywords, k, seed=0, doc=0):
+    router = ROUTERS["records"](k, embed=fake_embed)
+    return router.route(profile_, QuestionRef("t", doc), keywords, question_rng(seed, "t", doc))
+
+
+def test_records_router_finds_the_expert_a_shared_keyword_hides():
+    assert SHARED_KEYWORD.experts["sorter"].scores["largest"] == 4 and SHARED_KEYWORD.experts["cmp"].scores["largest"] == -4
+    assert set(route_with(SHARED_KEYWORD, ["largest"], "instance")) == {"sorter"}  # the paper's router
+    largest, sort = records(SHARED_KEYWORD, ["largest"], 3), records(SHARED_KEYWORD, ["sort", "smallest", "largest"], 3)
+    assert largest.experts == ["cmp"] * 3 and sort.experts == ["sorter"] * 3
+    assert largest.weights["cmp"] > 0.8 > largest.weights["gen"] and largest.mapped == ["largest"]
+
+
+def route_with(profile_, keywords, mode, k=3):
+    return ROUTERS[mode](k, embed=fake_embed).route(profile_, QuestionRef("t", 0), keywords, random.Random(0)).experts
+
+
+def test_records_router_is_reproducible_respects_k_and_falls_back_without_keywords():
+    for k in (1, 2, 5):
+        teams = [records(SHARED_KEYWORD, ["largest"], k, seed, d).experts for seed in (0, 1) for d in range(4)]
+        assert all(team == teams[0] for team in teams) and len(teams[0]) == k
+    r = records(SHARED_KEYWORD, [], 3)
+    assert r.fallback == "no usable keyword" and r.experts == ["sorter"] * 3  # 10 of 16 right overall
+    one = with_records([(["largest"], {"cmp": True})] * 3)
+    assert records(one, ["largest"], 3).experts == ["cmp"] * 3
+
+
+def test_records_router_calls_distinct_experts_when_their_majority_is_likelier_right():
+    assert majority_right([0.7, 0.7, 0.7]) == pytest.approx(0.784)  # 3 x 0.7^2 x 0.3 + 0.7^3
+    assert team_by_majority({"a": 0.7, "b": 0.7, "c": 0.7}, 3) == ["a", "b", "c"]
+    assert team_by_majority({"a": 0.9, "b": 0.5, "c": 0.3}, 3) == ["a", "a", "a"]
+    assert team_by_majority({"a": 0.9}, 3) == ["a", "a", "a"]
+
+
+def test_records_router_needs_the_validation_records():
+    bare = TaskProfile("t", "p", dict(SHARED_KEYWORD.experts), aggregator="cmp", keywords=SHARED_KEYWORD.keywords)
+    with pytest.raises(SymoeError, match=r"routing=records needs the validation records of t's profile \(annotations.jsonl"):
+        records(bare, ["largest"], 3)
+
+
+def test_records_router_fits_a_sharp_temperature_to_crisp_skills_and_a_flat_one_to_noise():
+    temperature, _ = RecordIndex.of(SHARED_KEYWORD).fit()
+    assert temperature <= 0.2
+    rng = random.Random(0)
+    noise = with_records([([rng.choice(["a", "b", "c"])], {"x": rng.random() < 0.5, "y": rng.random() < 0.5})
+                          for _ in range(60)])
+    assert RecordIndex.of(noise).fit()[0] >= 1.0

@@ -17,6 +17,7 @@ from symoe_eval.pools.schema import check_name
 
 PROFILE_FILE = "profile.json"
 REPORT_FILE = "report.md"
+ANNOTATIONS_FILE = "annotations.jsonl"  # the validation records, one question a line
 
 
 @dataclass
@@ -32,6 +33,15 @@ class ExpertProfile:
         return sum(self.scores.values())
 
 
+@dataclass(frozen=True)
+class ValidationRecord:
+    """One validation question as the profile saw it: its keywords and, per expert, the share of
+    its sampled answers that were right."""
+
+    keywords: tuple[str, ...]
+    right: dict[str, float]
+
+
 @dataclass
 class TaskProfile:
     task: str
@@ -45,6 +55,10 @@ class TaskProfile:
     # question); profiles written before it have none, see ``answers_behind``
     keyword_counts: dict[str, int] = field(default_factory=dict)
     provenance: dict = field(default_factory=dict)
+    # per-question records (``annotations.jsonl`` beside ``profile.json``, not in it); when there
+    # are none, ``records_problem`` says why (only ``routing=records`` reads them)
+    records: list[ValidationRecord] = field(default_factory=list)
+    records_problem: str | None = None
 
     def answers_behind(self, keyword: str) -> int:
         """How many graded answers a keyword's scores sum: its count, or for an older profile the
@@ -55,6 +69,7 @@ class TaskProfile:
 
     def to_json(self) -> dict:
         data = asdict(self)
+        del data["records"], data["records_problem"]
         for name, profile in self.experts.items():
             data["experts"][name]["strength"] = profile.strength
         return data
@@ -168,16 +183,52 @@ def load_profile(root: Path, pool: str, task: str) -> TaskProfile:
     path = profile_path(root, pool, task)
     if path is not None:
         try:
-            return TaskProfile.from_json(json.loads(path.read_text()))
+            profile = TaskProfile.from_json(json.loads(path.read_text()))
         except KeyError as err:
             raise SymoeError(f"{path} is not a valid profile: field '{err.args[0]}' is missing; "
                              "rebuild it with symoe profile") from None
         except (ValueError, TypeError, AttributeError) as err:
             raise SymoeError(f"{path} is not a valid profile ({type(err).__name__}: {err}); rebuild it with symoe profile") from None
+        try:
+            profile.records = read_records(path.parent / ANNOTATIONS_FILE, profile.experts)
+        except SymoeError as err:
+            profile.records_problem = str(err)
+        return profile
     raise SymoeError(
         f"no profile for task '{base_task(task)}' and pool '{pool}' under {root}; build it with: "
         f"symoe profile --pool {pool} --task {base_task(task)} --profiles {root}"
     )
+
+
+def read_records(path: Path, experts) -> list[ValidationRecord]:
+    """The validation records of ``annotations.jsonl`` (none when the file is absent), each expert's
+    right answers as a share; experts the profile does not have are left out. Files written
+    before the answers were graded in them (no ``right``) are refused like any bad line."""
+    if not path.is_file():
+        return []
+    records = []
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        for number, line in enumerate(lines, 1):
+            try:
+                records.append(_record(json.loads(line), experts))
+            except (ValueError, TypeError, KeyError, AttributeError) as err:
+                raise SymoeError(f"{path} line {number} is not a validation record ({type(err).__name__}: {err}); "
+                                 "rebuild it with symoe profile") from None
+    return records
+
+
+def _record(row: dict, experts) -> ValidationRecord:
+    keywords, right = row["keywords"], row["right"]
+    if not isinstance(keywords, list) or not all(isinstance(k, str) for k in keywords):
+        raise TypeError("keywords must be a list of strings")
+    shares = {}
+    for name in experts:
+        graded = right.get(name)
+        if graded is not None and (not isinstance(graded, list) or not all(isinstance(g, bool) for g in graded)):
+            raise TypeError(f"right[{name!r}] must be a list of true/false")
+        if graded:
+            shares[name] = sum(graded) / len(graded)
+    return ValidationRecord(tuple(keywords), shares)
 
 
 def pooled_profile(task: str, profiles: Sequence[TaskProfile]) -> TaskProfile:
@@ -205,7 +256,15 @@ def pooled_profile(task: str, profiles: Sequence[TaskProfile]) -> TaskProfile:
     return TaskProfile(task, profiles[0].pool, experts, aggregator,
                        aggregator_choice=f"chosen by {votes[aggregator]} of {len(profiles)} pooled tasks",
                        keywords=list(dict.fromkeys(k for p in profiles for k in p.keywords)), keyword_counts=counts,
-                       provenance={"pooled_from": tasks})
+                       provenance={"pooled_from": tasks}, **pooled_records(profiles))
+
+
+def pooled_records(profiles: Sequence[TaskProfile]) -> dict:
+    """Every profile's records, or none (with the reason) when one of them has none."""
+    lacking = next((p for p in profiles if not p.records), None)
+    if lacking is None:
+        return {"records": [r for p in profiles for r in p.records]}
+    return {"records": [], "records_problem": lacking.records_problem or f"the profile of {lacking.task} has no validation records"}
 
 
 def profiled_tasks(root: Path, pool: str) -> list[str]:

@@ -133,7 +133,7 @@ def build_profile(context: RunContext, val: ValidationSet, limit: int | None = N
         provenance=provenance(context, keyword_model, val, limit, samples, max_gen_toks, len(items), scheduler),
     )
     folder = save_profile(profile, Path(profiles_root or paths.profiles_root()), render_report(profile))
-    write_annotations(folder / "annotations.jsonl", val, question_keywords, answers)
+    write_annotations(folder / ANNOTATIONS_FILE, val, question_keywords, answers)
     return folder
 
 

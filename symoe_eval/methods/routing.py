@@ -13,7 +13,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from symoe_eval.methods.profiles import TaskProfile
+from symoe_eval.errors import SymoeError
+from symoe_eval.methods.profiles import ANNOTATIONS_FILE, TaskProfile
 from symoe_eval.registry import Registry
 
 STRENGTH_TEMPERATURE = 0.5
@@ -202,6 +203,25 @@ def skill_estimates(profile: TaskProfile, weights: np.ndarray, shrinkage: float 
     return estimates
 
 
+def majority_right(accuracies: Sequence[float]) -> float:
+    """Chance that more than half of independent answers with these accuracies are right."""
+    counts = np.zeros(len(accuracies) + 1)
+    counts[0] = 1.0
+    for p in accuracies:
+        counts[1:] = counts[1:] * (1 - p) + counts[:-1] * p
+        counts[0] *= 1 - p
+    return float(counts[len(accuracies) // 2 + 1:].sum())
+
+
+def team_by_majority(estimates: dict[str, float], k: int) -> list[str]:
+    """The ``k`` best distinct experts, or the best one in every slot (its answers are separate
+    samples) when its estimate is at least their majority's chance of being right."""
+    team = best_distinct(estimates, k)
+    if estimates[team[0]] >= majority_right([estimates[e] for e in team]):
+        return [team[0]] * k
+    return team
+
+
 def best_distinct(estimates: dict[str, float], k: int) -> list[str]:
     """The ``k`` best experts, each once; a pool smaller than ``k`` is cycled, best first."""
     ranked = sorted(estimates, key=lambda e: (-estimates[e], e))
@@ -226,6 +246,105 @@ class CalibratedRouter(Router):
         return Route(question.task, question.doc_id, keywords, mapped, best_distinct(estimates, self.k), weights=estimates)
 
 
+# A validation question counts exp((similarity - best) / T) against the question's most similar
+# one, and ``prior`` pseudo-answers at the expert's overall accuracy stand behind every estimate;
+# both are chosen per profile by leave-one-out over its own records.
+RECORD_TEMPERATURES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
+RECORD_PRIORS = (1.0, 4.0, 16.0)
+
+
+def question_vector(keywords: Sequence[str], vocab: Sequence[str], similarity: np.ndarray) -> np.ndarray:
+    """A question over the profile vocabulary, unit length: a keyword in the vocabulary counts for
+    itself, any other by its neighbour weights (``similarity``: :func:`keyword_similarity`'s rows)."""
+    known = {w: i for i, w in enumerate(vocab)}
+    rows = [np.eye(len(vocab))[known[k]] if k in known else weights
+            for k, weights in zip(keywords, neighbour_weights(similarity))]
+    total = np.sum(rows, axis=0)
+    return total / max(float(np.linalg.norm(total)), 1e-12)
+
+
+@dataclass(frozen=True)
+class RecordIndex:
+    """A profile's validation records as arrays: questions (rows) over the vocabulary, unit
+    length; each expert's right share (``right``) where it answered (``seen``)."""
+
+    names: list[str]
+    questions: np.ndarray
+    right: np.ndarray
+    seen: np.ndarray
+    accuracy: np.ndarray
+
+    @classmethod
+    def of(cls, profile: TaskProfile) -> "RecordIndex":
+        names, position = sorted(profile.experts), {w: i for i, w in enumerate(profile.keywords)}
+        questions = np.zeros((len(profile.records), len(profile.keywords)))
+        for r, record in enumerate(profile.records):
+            questions[r, [position[k] for k in record.keywords if k in position]] = 1.0
+        questions /= np.clip(np.linalg.norm(questions, axis=1, keepdims=True), 1e-12, None)
+        seen = np.array([[name in r.right for name in names] for r in profile.records], dtype=float)
+        right = np.array([[r.right.get(name, 0.0) for name in names] for r in profile.records])
+        return cls(names, questions, right, seen, np.array([profile.experts[n].accuracy for n in names]))
+
+    def estimates(self, weights: np.ndarray, prior: float) -> np.ndarray:
+        """Each expert's right share over the records weighted by ``weights`` (one row per
+        question), with ``prior`` pseudo-answers at its overall accuracy."""
+        return (weights @ self.right + prior * self.accuracy) / (weights @ self.seen + prior)
+
+    def weights(self, questions: np.ndarray, temperature: float) -> np.ndarray:
+        """Per question (row), each record's weight: 1 for the most similar."""
+        similarity = questions @ self.questions.T
+        return np.exp((similarity - similarity.max(axis=-1, keepdims=True)) / temperature)
+
+    def fit(self) -> tuple[float, float]:
+        """The temperature and prior whose leave-one-out estimates (each record's from the others)
+        came nearest its right shares (squared error over the experts that answered it)."""
+        similarity = self.questions @ self.questions.T
+        np.fill_diagonal(similarity, -np.inf)
+
+        def held_out_error(setting: tuple[float, float]) -> float:
+            temperature, prior = setting
+            weights = np.exp((similarity - similarity.max(axis=1, keepdims=True)) / temperature)
+            return float((((self.estimates(weights, prior) - self.right) ** 2) * self.seen).sum())
+
+        return min(((t, p) for t in RECORD_TEMPERATURES for p in RECORD_PRIORS), key=held_out_error)
+
+
+class RecordsRouter(Router):
+    """Beyond the paper: each expert's accuracy on the validation questions whose keywords are most
+    like the question's (the profile's per-question records, not its summed +/-1 scores); the ``k``
+    best distinct experts, or the best one in every slot when its estimate beats their majority's
+    (docs/method.md: Routers)."""
+
+    name = "records"
+    needs_keywords = True
+
+    def __init__(self, k, embed=None):
+        super().__init__(k, embed)
+        self._indexes: dict[int, tuple[TaskProfile, RecordIndex, tuple[float, float]]] = {}
+
+    def _index(self, profile: TaskProfile) -> tuple[RecordIndex, tuple[float, float]]:
+        if id(profile) not in self._indexes:
+            if not profile.records:
+                raise SymoeError(f"routing=records needs the validation records of {profile.task}'s profile "
+                                 f"({ANNOTATIONS_FILE} beside its profile.json): "
+                                 f"{profile.records_problem or 'there are none; rebuild it with symoe profile'}")
+            index = RecordIndex.of(profile)
+            self._indexes[id(profile)] = (profile, index, index.fit())
+        return self._indexes[id(profile)][1:]
+
+    def route(self, profile, question, keywords, rng):
+        index, (temperature, prior) = self._index(profile)
+        if not keywords or not profile.keywords:
+            overall = {n: e.accuracy for n, e in profile.experts.items()}
+            return Route(question.task, question.doc_id, keywords, [], team_by_majority(overall, self.k),
+                         fallback="no usable keyword", weights=overall)
+        similarity = keyword_similarity(keywords, profile.keywords, self.embed)
+        mapped = list(dict.fromkeys(profile.keywords[i] for i in similarity.argmax(axis=1)))
+        vector = question_vector(keywords, profile.keywords, similarity)
+        estimates = dict(zip(index.names, map(float, index.estimates(index.weights(vector, temperature), prior))))
+        return Route(question.task, question.doc_id, keywords, mapped, team_by_majority(estimates, self.k), weights=estimates)
+
+
 ROUTERS: Registry[type[Router]] = Registry("routing", Router)
 
 
@@ -235,7 +354,7 @@ def register_router(cls: type[Router]) -> type[Router]:
     return cls
 
 
-for _router in (InstanceRouter, TaskRouter, RandomRouter, CalibratedRouter):
+for _router in (InstanceRouter, TaskRouter, RandomRouter, CalibratedRouter, RecordsRouter):
     register_router(_router)
 
 

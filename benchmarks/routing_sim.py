@@ -23,10 +23,11 @@ Every router sees the same pools, questions, keywords and answer draws (common r
 the table reports test accuracy over replications with 95% t-intervals, the paired gain over the
 paper's router and the share of the instance-to-oracle gap it closes (bootstrap interval).
 
-Three rows cheat, to show where the ceiling is: they are told the true subject behind every
-keyword, which no real router is. ``known subjects, true skills`` ranks by the true skills on the
-named subjects (all subjects' mean when none is named): no router that reads keywords does better,
-since a subject the keywords miss is invisible to it. The two ``known subjects`` estimates rank by
+Five rows cheat, as references: they are told the true subject behind every keyword or the true
+skills, which no real router is. ``known subjects, true skills`` ranks by the true skills on the
+named subjects (all subjects' mean when none is named). ``oracle's best expert, k times`` calls
+the oracle's first pick in every slot: one strong expert's repeated samples can beat three
+distinct good ones, so the oracle is not a bound either. The two ``known subjects`` estimates rank by
 each expert's accuracy on the validation questions naming a subject, shrunk towards its overall
 accuracy: by ``calibrated``'s pseudo-answers, or by James-Stein (per subject, the spread of the
 experts' deviations against their binomial noise decides how far). Between them and the true skills
@@ -44,20 +45,22 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from scipy import stats
 
-from symoe_eval.methods.profiles import TaskProfile, build_expert_profiles, count_keywords
+from symoe_eval.methods.profiles import TaskProfile, ValidationRecord, build_expert_profiles, count_keywords
 from symoe_eval.methods.routing import ROUTERS, SHRINKAGE, QuestionRef, question_rng
 
 SUBJECTS, VARIANTS, NOISE_WORDS, DIM = 10, 4, 12, 24
 K, OPTIONS, TEST_QUESTIONS = 3, 4, 300
 FAMILIARITY = 1.0  # sd of an expert's own per-question log-odds shift
 ORACLE = "oracle (true skills)"
+ORACLE_BEST = "oracle's best expert, k times"
 KNOWN_TRUE = "known subjects, true skills"
 KNOWN_PSEUDO, KNOWN_JAMES_STEIN = "known subjects, calibrated's shrinkage", "known subjects, James-Stein"
-CHEATS = (KNOWN_PSEUDO, KNOWN_JAMES_STEIN, KNOWN_TRUE, ORACLE)
+CHEATS = (KNOWN_PSEUDO, KNOWN_JAMES_STEIN, KNOWN_TRUE, ORACLE, ORACLE_BEST)
 
 
 @dataclass(frozen=True)
@@ -110,8 +113,10 @@ class SimQuestion:
     familiarity: np.ndarray  # per expert
 
 
-def make_question(rng: np.random.Generator, experts: int) -> SimQuestion:
-    subjects = list(rng.choice(SUBJECTS, rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]), replace=False))
+def make_question(rng: np.random.Generator, experts: int, among: Sequence[int] | None = None) -> SimQuestion:
+    """A question needing 1-3 subjects (of ``among``, default all) and its keywords."""
+    pool = np.arange(SUBJECTS) if among is None else np.asarray(among)
+    subjects = list(rng.choice(pool, rng.choice([1, 2, 3], p=[0.5, 0.35, 0.15]), replace=False))
     if rng.random() < 0.08:
         return SimQuestion(subjects, [], rng.normal(0, 0.5), rng.normal(0, FAMILIARITY, experts))
     named = [s for s in subjects if rng.random() < 0.8] + ([int(rng.integers(SUBJECTS))] if rng.random() < 0.1 else [])
@@ -132,9 +137,10 @@ def right_probability(world: World, q: SimQuestion) -> np.ndarray:
     return 1 / (1 + np.exp(-(np.log(mean / (1 - mean)) + q.difficulty + q.familiarity)))
 
 
-def answer_validation(world: World, shape: Shape, rng: np.random.Generator) -> tuple[list[SimQuestion], np.ndarray]:
-    """The validation questions and whether each expert (column) answered each one right."""
-    questions = [make_question(rng, len(world.names)) for _ in range(shape.validation)]
+def answer_validation(world: World, shape: Shape, rng: np.random.Generator,
+                      among: Sequence[int] | None = None) -> tuple[list[SimQuestion], np.ndarray]:
+    """The validation questions (of subjects ``among``) and whether each expert (column) answered each one right."""
+    questions = [make_question(rng, len(world.names), among) for _ in range(shape.validation)]
     right = np.zeros((len(questions), len(world.names)), dtype=bool)
     for qi, q in enumerate(questions):
         p = right_probability(world, q)
@@ -146,8 +152,10 @@ def answer_validation(world: World, shape: Shape, rng: np.random.Generator) -> t
 def build_profile(world: World, shape: Shape, questions: list[SimQuestion], right: np.ndarray) -> TaskProfile:
     keywords = [q.keywords for q in questions]
     experts = build_expert_profiles(keywords, {name: [[bool(ok)] for ok in right[:, i]] for i, name in enumerate(world.names)})
+    records = [ValidationRecord(tuple(q.keywords), {name: float(right[qi, i]) for i, name in enumerate(world.names)})
+               for qi, q in enumerate(questions)]
     return TaskProfile("sim", shape.name, experts, aggregator=world.names[0], keyword_counts=count_keywords(keywords, 1),
-                       keywords=sorted({k for kws in keywords for k in kws}))
+                       keywords=sorted({k for kws in keywords for k in kws}), records=records)
 
 
 def named_subjects(world: World, q: SimQuestion) -> list[int]:
@@ -194,7 +202,8 @@ def cheat_teams(world: World, tests: list[SimQuestion], questions: list[SimQuest
     return {KNOWN_PSEUDO: ranked_teams(world, tests, on_named(pseudo_answer_skills(hits, answers, overall), overall)),
             KNOWN_JAMES_STEIN: ranked_teams(world, tests, on_named(james_stein_skills(hits, answers, overall), overall)),
             KNOWN_TRUE: ranked_teams(world, tests, on_named(world.skills, world.skills.mean(axis=1))),
-            ORACLE: ranked_teams(world, tests, lambda q: skill_on(world, q))}
+            ORACLE: ranked_teams(world, tests, lambda q: skill_on(world, q)),
+            ORACLE_BEST: [[world.names[int(np.argmax(skill_on(world, q)))]] * K for q in tests]}
 
 
 def plurality_right(rights: list[bool], rng: random.Random) -> bool:
@@ -281,8 +290,8 @@ def main() -> None:
     start = time.perf_counter()
     lines = [f"Simulated routing: k={K}, {TEST_QUESTIONS} test questions, {args.replications} replications per "
              "shape, plurality of the k answers; accuracy ± 95% t-interval; gap closed = (router - instance) / "
-             "(oracle - instance) with a bootstrap 95% interval. The last four rows are told what no router knows "
-             "(the true subject behind each keyword, or the true skills): ceilings, not routers.", ""]
+             "(oracle - instance) with a bootstrap 95% interval. The last five rows are told what no router knows "
+             "(the true subject behind each keyword, or the true skills): references, not routers and not bounds.", ""]
     for shape in SHAPES:
         results = [replicate(shape, 1000 * n + 17, routers) for n in range(args.replications)]
         lines += shape_table(shape, results, routers)

@@ -1,4 +1,4 @@
-"""benchmarks/routing_sim.py: its ceilings estimate what they say, and one run prints every row."""
+"""benchmarks/routing_sim.py: its reference rows estimate what they say, and one run prints every row."""
 
 import importlib.util
 import subprocess
@@ -34,12 +34,23 @@ def test_known_subjects_read_only_the_validation_questions_naming_each_subject()
     assert hits[0, 0] == 1 and hits[0, 4] == 0
 
 
-def test_one_run_prints_every_router_and_ceiling_per_shape(tmp_path):
+def test_one_run_prints_every_router_and_reference_row_per_shape(tmp_path):
     out = tmp_path / "sim.md"
     done = subprocess.run([sys.executable, str(SCRIPT), "--replications", "2", "--output", str(out)],
                           capture_output=True, text=True, timeout=300, check=True)
     assert done.stdout.strip() == out.read_text().strip()
     for shape in sim.SHAPES:
         assert f"### {shape.name}:" in done.stdout
-    for row in ("instance", "task", "random", "calibrated", *sim.CHEATS):
+    for row in ("instance", "task", "random", "calibrated", "records", *sim.CHEATS):
         assert done.stdout.count(f"| {row} |") == len(sim.SHAPES)
+
+
+def test_leave_one_task_out_prints_every_arm(tmp_path):
+    script = SCRIPT.with_name("unseen_task_sim.py")
+    out = tmp_path / "unseen.md"
+    done = subprocess.run([sys.executable, str(script), "--replications", "2", "--output", str(out)],
+                          capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == out.read_text().strip()
+    for row in ("| instance | own |", "| instance | pooled |", "| records | own |", "| records | pooled |",
+                "| task | pooled |", "| random | none |"):
+        assert done.stdout.count(row) == 1

@@ -191,6 +191,17 @@ def test_leaderboard_tells_runs_with_equal_model_args_apart(tmp_path):
     assert any("expert=smol) |" in row or "expert=smol) " in row for row in rows)
 
 
+def test_leaderboard_names_the_tasks_of_equal_model_args_on_other_tasks(tmp_path):
+    """One expert alone and its self-consistency twin (another task): told apart by their tasks,
+    and either can be the baseline."""
+    write_run(tmp_path, "a", {"expert": "qwen"}, {"symoe_gpqa": [1.0, 0.0]}, stamp="2026-11-25T10-00-00.000001")
+    write_run(tmp_path, "b", {"expert": "qwen"}, {"symoe_gpqa_sc": [1.0, 1.0]}, stamp="2026-11-25T11-00-00.000001")
+    table = build_leaderboard(tmp_path, tmp_path / "out", baseline="qwen) [symoe_gpqa]")["markdown"].read_text()
+    rows = [line for line in table.splitlines() if "expert=" in line]
+    assert any("expert=qwen) [symoe_gpqa] (baseline)" in row for row in rows)
+    assert any("expert=qwen) [symoe_gpqa_sc] |" in row for row in rows) and "@" not in table
+
+
 @pytest.fixture
 def builtin_runs(tmp_path):
     a = write_builtin_run(tmp_path, "a", {"strict-match": [1, 1, 0, 1], "flexible-extract": [1, 1, 1, 1]}, [1, 0, 1])

@@ -70,10 +70,17 @@ def significance_marks(run: Run, baseline: Run, tasks: list[str]) -> dict[str, s
 
 
 def row_labels(runs: list[Run]) -> list[str]:
-    """Each run's label; runs with equal model args (a rerun, another --limit or seed) are told
-    apart by their results' timestamps."""
+    """Each run's label; runs with equal model args are told apart by their tasks (``[a,b]``) when
+    those differ, else (a rerun, another --limit or seed) by their results' timestamps."""
     counts = Counter(r.label for r in runs)
-    return [f"{r.label} @ {r.stamp}" if counts[r.label] > 1 else r.label for r in runs]
+    tasks = Counter((r.label, ",".join(sorted(r.tasks))) for r in runs)
+
+    def label(run: Run) -> str:
+        if counts[run.label] == 1:
+            return run.label
+        names = ",".join(sorted(run.tasks))
+        return f"{run.label} [{names}]" if tasks[(run.label, names)] == 1 else f"{run.label} @ {run.stamp}"
+    return [label(r) for r in runs]
 
 
 def build_table(runs: list[Run], baseline: str | None = None) -> tuple[list[str], list[dict]]:

@@ -24,6 +24,7 @@ import jsonlines
 from symoe_eval import paths
 from symoe_eval.methods.aggregation import SynthesisPrompts
 from symoe_eval.methods.profiles import (
+    ANNOTATIONS_FILE,
     AggregationItem,
     ExpertProfile,
     TaskProfile,

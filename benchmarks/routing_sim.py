@@ -271,13 +271,16 @@ def shape_table(shape: Shape, results: list[dict[str, float]], routers: list[str
     base, oracle = column["instance"], column[ORACLE]
     lines = [f"### {shape.name}: {shape.specialists} specialists, {shape.generalists} generalists, {shape.weak} weak; "
              f"{shape.validation} validation questions", "",
-             "| router | accuracy | vs instance (paired) | gap to oracle closed |", "| --- | --- | --- | --- |"]
+             "| router | accuracy | vs instance (paired) | vs task (paired) | gap to oracle closed |",
+             "| --- | --- | --- | --- | --- |"]
+
+    def paired(name: str, other: str) -> str:
+        return "" if name == other else "{:+.3f} ± {:.3f}".format(*interval(column[name] - column[other]))
+
     for name in [*routers, *CHEATS]:
         mean, half = interval(column[name])
-        gain, gain_half = interval(column[name] - base)
         closed = "" if name in ("instance", ORACLE) else "{:.0%} [{:.0%}, {:.0%}]".format(*gap_closed(column[name], base, oracle, 0))
-        vs = "" if name == "instance" else f"{gain:+.3f} ± {gain_half:.3f}"
-        lines.append(f"| {name} | {mean:.3f} ± {half:.3f} | {vs} | {closed} |")
+        lines.append(f"| {name} | {mean:.3f} ± {half:.3f} | {paired(name, 'instance')} | {paired(name, 'task')} | {closed} |")
     return lines + [""]
 
 

@@ -13,6 +13,7 @@ from symoe_eval.methods.routing import (
     ROUTERS,
     QuestionRef,
     RecordIndex,
+    fitted_index,
     keyword_sums,
     majority_right,
     map_keywords,
@@ -253,9 +254,20 @@ def test_records_router_needs_the_validation_records():
 
 
 def test_records_router_fits_a_sharp_temperature_to_crisp_skills_and_a_flat_one_to_noise():
-    temperature, _ = RecordIndex.of(SHARED_KEYWORD).fit()
+    _, temperature, _ = fitted_index(SHARED_KEYWORD, fake_embed)
     assert temperature <= 0.2
     rng = random.Random(0)
-    noise = with_records([([rng.choice(["a", "b", "c"])], {"x": rng.random() < 0.5, "y": rng.random() < 0.5})
+    noise = with_records([([rng.choice(["biology", "algebra", "x"])], {"x": rng.random() < 0.5, "y": rng.random() < 0.5})
                           for _ in range(60)])
-    assert RecordIndex.of(noise).fit()[0] >= 1.0
+    assert fitted_index(noise, fake_embed)[1] >= 1.0
+
+
+def test_records_spread_keywords_over_their_neighbours_when_that_predicts_better():
+    """Two spellings of one skill ('cell biology', 'biology') are one skill to fake_embed: a
+    question named by either reads the records of both once the spread is fitted."""
+    split = with_records([(["biology"], {"bio": True, "alg": False})] * 6 + [(["cell biology"], {"bio": True, "alg": False})] * 6
+                         + [(["algebra"], {"bio": False, "alg": True})] * 12)
+    index, _, _ = fitted_index(split, fake_embed)
+    assert not np.allclose(index.spread, np.eye(len(split.keywords)))  # the neighbours' records count
+    assert RecordIndex.of(split, np.eye(3)).fit()[2] > index.fit()[2]  # and predict the held-out records better
+    assert records(split, ["biology"], 3).experts == ["bio"] * 3

@@ -247,43 +247,50 @@ class CalibratedRouter(Router):
 
 
 # A validation question counts exp((similarity - best) / T) against the question's most similar
-# one, and ``prior`` pseudo-answers at the expert's overall accuracy stand behind every estimate;
-# both are chosen per profile by leave-one-out over its own records.
+# one, and ``prior`` pseudo-answers at the expert's overall accuracy stand behind every estimate.
+# Keywords may also count for the profile keywords near them (weight exp((cos - 1) / S), as
+# ``neighbour_weights``; None: only for themselves). S, T and prior are chosen per profile by
+# leave-one-out over its own records.
+RECORD_SMOOTHING = (None, 0.1, 0.3)
 RECORD_TEMPERATURES = (0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 RECORD_PRIORS = (1.0, 4.0, 16.0)
 
 
-def question_vector(keywords: Sequence[str], vocab: Sequence[str], similarity: np.ndarray) -> np.ndarray:
-    """A question over the profile vocabulary, unit length: a keyword in the vocabulary counts for
-    itself, any other by its neighbour weights (``similarity``: :func:`keyword_similarity`'s rows)."""
-    known = {w: i for i, w in enumerate(vocab)}
-    rows = [np.eye(len(vocab))[known[k]] if k in known else weights
-            for k, weights in zip(keywords, neighbour_weights(similarity))]
-    total = np.sum(rows, axis=0)
-    return total / max(float(np.linalg.norm(total)), 1e-12)
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    return rows / np.clip(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12, None)
 
 
 @dataclass(frozen=True)
 class RecordIndex:
     """A profile's validation records as arrays: questions (rows) over the vocabulary, unit
-    length; each expert's right share (``right``) where it answered (``seen``)."""
+    length, each keyword spread by ``spread`` (vocabulary x vocabulary); each expert's right share
+    (``right``) where it answered (``seen``)."""
 
     names: list[str]
+    spread: np.ndarray
     questions: np.ndarray
     right: np.ndarray
     seen: np.ndarray
     accuracy: np.ndarray
 
     @classmethod
-    def of(cls, profile: TaskProfile) -> "RecordIndex":
+    def of(cls, profile: TaskProfile, spread: np.ndarray) -> "RecordIndex":
         names, position = sorted(profile.experts), {w: i for i, w in enumerate(profile.keywords)}
-        questions = np.zeros((len(profile.records), len(profile.keywords)))
+        named = np.zeros((len(profile.records), len(profile.keywords)))
         for r, record in enumerate(profile.records):
-            questions[r, [position[k] for k in record.keywords if k in position]] = 1.0
-        questions /= np.clip(np.linalg.norm(questions, axis=1, keepdims=True), 1e-12, None)
+            named[r, [position[k] for k in record.keywords if k in position]] = 1.0
         seen = np.array([[name in r.right for name in names] for r in profile.records], dtype=float)
         right = np.array([[r.right.get(name, 0.0) for name in names] for r in profile.records])
-        return cls(names, questions, right, seen, np.array([profile.experts[n].accuracy for n in names]))
+        return cls(names, spread, unit_rows(named @ spread), right, seen,
+                   np.array([profile.experts[n].accuracy for n in names]))
+
+    def question(self, keywords: Sequence[str], vocab: Sequence[str], similarity: np.ndarray) -> np.ndarray:
+        """A question over the vocabulary like the records: a keyword in the vocabulary by its row
+        of ``spread``, any other by its neighbour weights (``similarity``: :func:`keyword_similarity`'s rows)."""
+        known = {w: i for i, w in enumerate(vocab)}
+        rows = [self.spread[known[k]] if k in known else weights
+                for k, weights in zip(keywords, neighbour_weights(similarity))]
+        return unit_rows(np.sum(rows, axis=0))
 
     def estimates(self, weights: np.ndarray, prior: float) -> np.ndarray:
         """Each expert's right share over the records weighted by ``weights`` (one row per
@@ -295,18 +302,35 @@ class RecordIndex:
         similarity = questions @ self.questions.T
         return np.exp((similarity - similarity.max(axis=-1, keepdims=True)) / temperature)
 
-    def fit(self) -> tuple[float, float]:
+    def fit(self) -> tuple[float, float, float]:
         """The temperature and prior whose leave-one-out estimates (each record's from the others)
-        came nearest its right shares (squared error over the experts that answered it)."""
+        came nearest its right shares, and that squared error (over the experts that answered);
+        ties to the flatter temperature."""
         similarity = self.questions @ self.questions.T
         np.fill_diagonal(similarity, -np.inf)
 
-        def held_out_error(setting: tuple[float, float]) -> float:
-            temperature, prior = setting
+        def held_out_error(temperature: float, prior: float) -> float:
             weights = np.exp((similarity - similarity.max(axis=1, keepdims=True)) / temperature)
             return float((((self.estimates(weights, prior) - self.right) ** 2) * self.seen).sum())
 
-        return min(((t, p) for t in RECORD_TEMPERATURES for p in RECORD_PRIORS), key=held_out_error)
+        fits = [(t, p, held_out_error(t, p)) for t in reversed(RECORD_TEMPERATURES) for p in RECORD_PRIORS]
+        return min(fits, key=lambda fit: fit[2])
+
+
+def fitted_index(profile: TaskProfile, embed: Callable[[list[str]], np.ndarray] | None) -> tuple[RecordIndex, float, float]:
+    """The profile's records indexed with the keyword spread (``RECORD_SMOOTHING``), temperature and
+    prior whose leave-one-out error is least."""
+    vocab = list(profile.keywords)
+    near = cosine(embed(vocab), embed(vocab)) if embed is not None and vocab else None
+    fits = []
+    for smoothing in RECORD_SMOOTHING:
+        if smoothing is not None and near is None:
+            continue
+        spread = np.eye(len(vocab)) if smoothing is None else neighbour_weights(near, smoothing)
+        index = RecordIndex.of(profile, spread)
+        fits.append((index, *index.fit()))
+    index, temperature, prior, _ = min(fits, key=lambda f: f[3])
+    return index, temperature, prior
 
 
 class RecordsRouter(Router):
@@ -320,27 +344,26 @@ class RecordsRouter(Router):
 
     def __init__(self, k, embed=None):
         super().__init__(k, embed)
-        self._indexes: dict[int, tuple[TaskProfile, RecordIndex, tuple[float, float]]] = {}
+        self._indexes: dict[int, tuple[TaskProfile, RecordIndex, float, float]] = {}
 
-    def _index(self, profile: TaskProfile) -> tuple[RecordIndex, tuple[float, float]]:
+    def _index(self, profile: TaskProfile) -> tuple[RecordIndex, float, float]:
         if id(profile) not in self._indexes:
             if not profile.records:
                 raise SymoeError(f"routing=records needs the validation records of {profile.task}'s profile "
                                  f"({ANNOTATIONS_FILE} beside its profile.json): "
                                  f"{profile.records_problem or 'there are none; rebuild it with symoe profile'}")
-            index = RecordIndex.of(profile)
-            self._indexes[id(profile)] = (profile, index, index.fit())
+            self._indexes[id(profile)] = (profile, *fitted_index(profile, self.embed))
         return self._indexes[id(profile)][1:]
 
     def route(self, profile, question, keywords, rng):
-        index, (temperature, prior) = self._index(profile)
+        index, temperature, prior = self._index(profile)
         if not keywords or not profile.keywords:
             overall = {n: e.accuracy for n, e in profile.experts.items()}
             return Route(question.task, question.doc_id, keywords, [], team_by_majority(overall, self.k),
                          fallback="no usable keyword", weights=overall)
         similarity = keyword_similarity(keywords, profile.keywords, self.embed)
         mapped = list(dict.fromkeys(profile.keywords[i] for i in similarity.argmax(axis=1)))
-        vector = question_vector(keywords, profile.keywords, similarity)
+        vector = index.question(keywords, profile.keywords, similarity)
         estimates = dict(zip(index.names, map(float, index.estimates(index.weights(vector, temperature), prior))))
         return Route(question.task, question.doc_id, keywords, mapped, team_by_majority(estimates, self.k), weights=estimates)
 

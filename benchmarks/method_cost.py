@@ -11,16 +11,22 @@ orchestration overhead (wall minus the engines' load and generate seconds: plann
 embeddings, prompt building, caching, logging) and accuracy by the task's own grader; then the
 targets, the stage times of ``symoe``, and the consensus-skip lever with the paired test that
 ``symoe compare`` uses. ``--ablate-prefill`` adds a ``symoe`` run whose engine prefills repeated
-prompts row by row (the engine before the shared-prefill lever).
+prompts row by row (the engine before the shared-prefill lever). ``--merged`` adds a ``symoe`` run
+on a copy of the pool whose LoRA experts are full models, each adapter merged into its base
+(peft's ``merge_and_unload``; built before the clock starts): what the experts would cost without
+LoRA. ``--spread`` takes the questions evenly from each validation split instead of its first ones
+(symoe_skills' validation split is sorted by skill).
 
-Usage: python benchmarks/method_cost.py [--pool tiny-cpu] [--questions 8] [--max-gen-toks 256]
-       [--batch-size 8] [--ablate-prefill] [--out results/benchmarks/method_cost.txt]
+Usage: python benchmarks/method_cost.py [--pool tiny-cpu] [--tasks symoe_gpqa,symoe_aime24] [--questions 8]
+       [--spread] [--max-gen-toks 256] [--batch-size 8] [--ablate-prefill] [--merged]
+       [--out results/benchmarks/method_cost.txt]
        (needs SYMOE_DATA_DIR; each task needs a committed profile for the pool)
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import pickle
 import subprocess
@@ -29,7 +35,6 @@ import tempfile
 import time
 from pathlib import Path
 
-TASKS = ("symoe_gpqa", "symoe_aime24")
 METHODS = {  # row name -> (method, model_args)
     "symoe": ("symoe", {}),
     "symoe aggregate=disagree": ("symoe", {"aggregate": "disagree"}),
@@ -37,12 +42,25 @@ METHODS = {  # row name -> (method, model_args)
     "discussion rounds=2": ("discussion", {"rounds": 2}),
 }
 ABLATION = "symoe, prefill per row"
+MERGED = "symoe, adapters merged"
 
 
-def questions(n: int):
+def questions(args):
+    """``args.questions`` validation questions of each task: the first ones, or with ``--spread``
+    evenly spaced over the split."""
+    from dataclasses import replace
+
     from symoe_eval.harness.profiling import load_validation
 
-    return [load_validation(task, n, None) for task in TASKS]
+    sets = [load_validation(task, None if args.spread else args.questions, None) for task in args.tasks.split(",")]
+    if not args.spread:
+        return sets
+    picked = []
+    for val in sets:
+        index = [i * len(val.docs) // args.questions for i in range(min(args.questions, len(val.docs)))]
+        picked.append(replace(val, docs=[val.docs[i] for i in index], prompts=[val.prompts[i] for i in index],
+                              questions=[val.questions[i] for i in index]))
+    return picked
 
 
 def instances(sets):
@@ -61,8 +79,8 @@ def grades(sets, texts: list[str]) -> list[int]:
 
 
 def totals(models: dict) -> dict:
-    keys = ("loads", "calls", "prompt_tokens", "generated_tokens", "load_seconds", "generate_seconds")
-    out = {k: sum(m[k] for m in models.values()) for k in keys}
+    keys = ("loads", "calls", "prompt_tokens", "generated_tokens", "load_seconds", "generate_seconds", "adapter_switches")
+    out = {k: sum(m.get(k, 0) for m in models.values()) for k in keys}
     out["distinct"] = sum(1 for m in models.values() if m["loads"])
     return out
 
@@ -94,11 +112,12 @@ def run_method(name: str, args, work: Path) -> dict:
     cls = lm_class(method)
     if name == ABLATION:
         prefill_per_row()
-    sets = questions(args.questions)
+    sets = questions(args)
+    pool = str(work.parent / "merged" / "pool.yaml") if name == MERGED else args.pool
     calls: list = []
     record_calls(calls)
     start = time.perf_counter()
-    lm = cls(pool=args.pool, cache_dir=str(work / "cache"), log_dir=str(work / "logs"), batch_size=args.batch_size,
+    lm = cls(pool=pool, cache_dir=str(work / "cache"), log_dir=str(work / "logs"), batch_size=args.batch_size,
              max_gen_toks=args.max_gen_toks, seed=0, **extra)
     texts = lm.generate_until(instances(sets), disable_tqdm=True)
     wall = time.perf_counter() - start
@@ -121,7 +140,7 @@ def run_naive(args, work: Path) -> dict:
 
     pool = load_pool(args.pool)
     calls = pickle.loads((work.parent / "symoe_calls.pkl").read_bytes())
-    sets = questions(args.questions)
+    sets = questions(args)
     keys = [(val.task, i, 0) for val in sets for i in range(len(val.docs))]
     by_text = {q: (val.task, i, 0) for val in sets for i, q in enumerate(val.questions)}
     plan: dict = {k: {} for k in keys}  # question -> stage -> model -> calls
@@ -139,10 +158,41 @@ def run_naive(args, work: Path) -> dict:
                     finals[key] = out[0].text
     wall = time.perf_counter() - start
     models = {m: {f: sum(getattr(s, f) for s in runs) for f in ("loads", "calls", "prompt_tokens", "generated_tokens",
-                                                                  "load_seconds", "generate_seconds")}
+                                                                  "load_seconds", "generate_seconds", "adapter_switches")}
               for m, runs in stats.items()}
     return {"wall": wall, **totals(models), "questions": len(keys), "correct": grades(sets, [finals[k] for k in keys]),
             "stages": {}, "consensus": None, "team": None}
+
+
+def merge_adapters(pool_name: str, folder: Path) -> Path:
+    """A copy of the pool whose LoRA experts are full models (each adapter merged into its base,
+    saved under ``folder``), under the same name so the pool's profiles apply; its YAML's path."""
+    import torch
+    import yaml
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from symoe_eval.pools.schema import load_pool
+    from symoe_eval.pools.weights import loadable_weights, resolve_adapter
+
+    pool = load_pool(pool_name)
+    data = yaml.safe_load(pool.path.read_text())
+    entries = {e["name"]: e for e in data["experts"]}
+    for name, spec in pool.experts.items():
+        if spec.adapter is None:
+            continue
+        base_folder, _ = loadable_weights(spec, build_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(base_folder, dtype=torch.bfloat16)
+        merged = PeftModel.from_pretrained(model, resolve_adapter(spec)).merge_and_unload()
+        merged.save_pretrained(folder / name)
+        AutoTokenizer.from_pretrained(base_folder).save_pretrained(folder / name)
+        base = entries[entries[name].pop("base")]
+        entries[name].pop("adapter")
+        entries[name].update(source={"path": str(folder / name)},
+                             **{k: copy.deepcopy(base[k]) for k in ("engine_kwargs", "generation") if k in base})
+    data["description"] = f"{data.get('description', pool.name)}; adapters merged into full models"
+    (folder / "pool.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return folder / "pool.yaml"
 
 
 def one(args) -> None:
@@ -152,8 +202,9 @@ def one(args) -> None:
     Path(args.result).write_text(json.dumps(result))
 
 
-HEADER = ("| method | wall s | x moa | loads (distinct) | load s | generate s | calls/q | prompt tok/q | generated tok/q "
-          "| overhead s | accuracy |\n| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+HEADER = ("| method | wall s | x moa | loads (distinct) | adapter switches | load s | generate s | calls/q | prompt tok/q "
+          "| generated tok/q | overhead s | accuracy |\n"
+          "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 
 
 def row(name: str, r: dict, moa: dict) -> str:
@@ -161,7 +212,7 @@ def row(name: str, r: dict, moa: dict) -> str:
     n = r["questions"]
     overhead = r["wall"] - r["load_seconds"] - r["generate_seconds"]
     return (f"| {name} | {r['wall']:.1f} | {r['wall'] / moa['wall']:.2f} | {r['loads']} ({r['distinct']}) "
-            f"| {r['load_seconds']:.1f} | {r['generate_seconds']:.1f} | {r['calls'] / n:.1f} | {r['prompt_tokens'] / n:.0f} "
+            f"| {r.get('adapter_switches', 0)} | {r['load_seconds']:.1f} | {r['generate_seconds']:.1f} | {r['calls'] / n:.1f} | {r['prompt_tokens'] / n:.0f} "
             f"| {r['generated_tokens'] / n:.0f} | {overhead:.1f} ({100 * overhead / r['wall']:.1f}%) "
             f"| {sum(r['correct']) / n:.3f} |")
 
@@ -171,9 +222,10 @@ def report(args, results: dict) -> str:
 
     symoe, moa, naive = results["symoe"], results["moa layers=3"], results["naive"]
     n = symoe["questions"]
+    chosen = "evenly spaced" if args.spread else "the first"
     lines = [
-        f"method_cost: pool {args.pool}, {args.questions} validation questions each of {', '.join(TASKS)} ({n} in all), "
-        f"max {args.max_gen_toks} new tokens, batch size {args.batch_size}, cold generation cache, one process per method",
+        f"method_cost: pool {args.pool}, {args.questions} validation questions ({chosen}) each of "
+        f"{args.tasks.replace(',', ', ')} ({n} in all), max {args.max_gen_toks} new tokens, batch size {args.batch_size}, cold generation cache, one process per method",
         f"teams: moa {moa['team']}; discussion {results['discussion rounds=2']['team']}",
         "",
         HEADER,
@@ -210,7 +262,10 @@ def report(args, results: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--pool", default="tiny-cpu")
+    parser.add_argument("--tasks", default="symoe_gpqa,symoe_aime24", help="comma-separated; each needs a profile")
     parser.add_argument("--questions", type=int, default=8, help="per task")
+    parser.add_argument("--spread", action="store_true", help="questions evenly spaced over each validation split")
+    parser.add_argument("--merged", action="store_true", help="add symoe on the pool with its adapters merged")
     parser.add_argument("--max-gen-toks", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--ablate-prefill", action="store_true")
@@ -221,14 +276,17 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         return one(args)
-    names = list(METHODS) + ["naive"] + ([ABLATION] if args.ablate_prefill else [])
+    names = list(METHODS) + ["naive"] + ([ABLATION] if args.ablate_prefill else []) + ([MERGED] if args.merged else [])
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
+        if args.merged:
+            merge_adapters(args.pool, Path(tmp) / "merged")
         for name in names:
             result = Path(tmp) / "result.json"
             command = [sys.executable, __file__, "--one", name, "--work", tmp, "--result", str(result),
-                       "--pool", args.pool, "--questions", str(args.questions), "--max-gen-toks", str(args.max_gen_toks),
-                       "--batch-size", str(args.batch_size)]
+                       "--pool", args.pool, "--tasks", args.tasks, "--questions", str(args.questions),
+                       "--max-gen-toks", str(args.max_gen_toks), "--batch-size", str(args.batch_size)]
+            command += ["--spread"] if args.spread else []
             with open(Path(tmp) / "stderr.log", "w+") as log:
                 if subprocess.run(command, stderr=log).returncode:
                     log.seek(0)

@@ -299,11 +299,15 @@ def main() -> None:
         results = [replicate(shape, 1000 * n + 17, routers) for n in range(args.replications)]
         lines += shape_table(shape, results, routers)
     lines.append(f"({time.perf_counter() - start:.1f} s)")
-    text = "\n".join(lines)
+    print_and_save("\n".join(lines), args.output)
+
+
+def print_and_save(text: str, output: Path | None) -> None:
+    """Print the table, and write it to ``output`` when given."""
     print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(text + "\n")
 
 
 if __name__ == "__main__":

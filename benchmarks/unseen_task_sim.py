@@ -107,11 +107,7 @@ def main() -> None:
              f"per task; k={sim.K}, {sim.TEST_QUESTIONS} test questions per held-out task, plurality of the k answers; "
              f"{args.replications} replications (each: one world, every task held out once, accuracy averaged over "
              "the tasks); mean ± 95% t-interval.", "", *table(results), "", f"({time.perf_counter() - start:.1f} s)"]
-    text = "\n".join(lines)
-    print(text)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text + "\n")
+    sim.print_and_save("\n".join(lines), args.output)
 
 
 if __name__ == "__main__":

@@ -228,22 +228,41 @@ def best_distinct(estimates: dict[str, float], k: int) -> list[str]:
     return [ranked[i % len(ranked)] for i in range(k)]
 
 
-class CalibratedRouter(Router):
-    """Beyond the paper: per-keyword accuracies pooled over similar profile keywords and shrunk
-    towards each expert's overall accuracy, and the ``k`` best *distinct* experts (docs/method.md: Routers)."""
+class EstimatingRouter(Router):
+    """A router that estimates each expert's accuracy on the question from the keywords'
+    similarity to the profile's, and recruits a team by the estimates (no keyword: by overall
+    accuracy)."""
 
-    name = "calibrated"
     needs_keywords = True
+
+    @abstractmethod
+    def estimate(self, profile: TaskProfile, keywords: list[str], similarity: np.ndarray) -> dict[str, float]: ...
+
+    @abstractmethod
+    def team(self, estimates: dict[str, float]) -> list[str]: ...
 
     def route(self, profile, question, keywords, rng):
         if not keywords or not profile.keywords:
             overall = {n: e.accuracy for n, e in profile.experts.items()}
-            return Route(question.task, question.doc_id, keywords, [], best_distinct(overall, self.k),
+            return Route(question.task, question.doc_id, keywords, [], self.team(overall),
                          fallback="no usable keyword", weights=overall)
         similarity = keyword_similarity(keywords, profile.keywords, self.embed)
         mapped = list(dict.fromkeys(profile.keywords[i] for i in similarity.argmax(axis=1)))
-        estimates = skill_estimates(profile, neighbour_weights(similarity))
-        return Route(question.task, question.doc_id, keywords, mapped, best_distinct(estimates, self.k), weights=estimates)
+        estimates = self.estimate(profile, keywords, similarity)
+        return Route(question.task, question.doc_id, keywords, mapped, self.team(estimates), weights=estimates)
+
+
+class CalibratedRouter(EstimatingRouter):
+    """Beyond the paper: per-keyword accuracies pooled over similar profile keywords and shrunk
+    towards each expert's overall accuracy, and the ``k`` best *distinct* experts (docs/method.md: Routers)."""
+
+    name = "calibrated"
+
+    def estimate(self, profile, keywords, similarity):
+        return skill_estimates(profile, neighbour_weights(similarity))
+
+    def team(self, estimates):
+        return best_distinct(estimates, self.k)
 
 
 # A validation question counts exp((similarity - best) / T) against the question's most similar
@@ -333,14 +352,13 @@ def fitted_index(profile: TaskProfile, embed: Callable[[list[str]], np.ndarray] 
     return index, temperature, prior
 
 
-class RecordsRouter(Router):
+class RecordsRouter(EstimatingRouter):
     """Beyond the paper: each expert's accuracy on the validation questions whose keywords are most
     like the question's (the profile's per-question records, not its summed +/-1 scores); the ``k``
     best distinct experts, or the best one in every slot when its estimate beats their majority's
     (docs/method.md: Routers)."""
 
     name = "records"
-    needs_keywords = True
 
     def __init__(self, k, embed=None):
         super().__init__(k, embed)
@@ -356,16 +374,16 @@ class RecordsRouter(Router):
         return self._indexes[id(profile)][1:]
 
     def route(self, profile, question, keywords, rng):
+        self._index(profile)  # a profile without records is refused whatever the question
+        return super().route(profile, question, keywords, rng)
+
+    def estimate(self, profile, keywords, similarity):
         index, temperature, prior = self._index(profile)
-        if not keywords or not profile.keywords:
-            overall = {n: e.accuracy for n, e in profile.experts.items()}
-            return Route(question.task, question.doc_id, keywords, [], team_by_majority(overall, self.k),
-                         fallback="no usable keyword", weights=overall)
-        similarity = keyword_similarity(keywords, profile.keywords, self.embed)
-        mapped = list(dict.fromkeys(profile.keywords[i] for i in similarity.argmax(axis=1)))
         vector = index.question(keywords, profile.keywords, similarity)
-        estimates = dict(zip(index.names, map(float, index.estimates(index.weights(vector, temperature), prior))))
-        return Route(question.task, question.doc_id, keywords, mapped, team_by_majority(estimates, self.k), weights=estimates)
+        return dict(zip(index.names, map(float, index.estimates(index.weights(vector, temperature), prior))))
+
+    def team(self, estimates):
+        return team_by_majority(estimates, self.k)
 
 
 ROUTERS: Registry[type[Router]] = Registry("routing", Router)

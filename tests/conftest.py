@@ -79,7 +79,7 @@ def isolated_cache(tmp_path, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_outputs(tmp_path_factory) -> Path:
-    """The README's first command, once per session for the tests that read its outputs: the
+    """The README's tiny-cpu demo command, once per session for the tests that read its outputs: the
     packaged demo with the committed tiny-cpu profile, no data folder and no hub, at the demo's own
     token budget (shortened to one question of each of four subjects; the first docs are all
     arithmetic, where the 0.5B keyword model rarely yields a usable keyword)."""

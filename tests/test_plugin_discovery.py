@@ -77,7 +77,7 @@ def test_lm_eval_with_plugin_discovery_finds_us_without_the_hook(compat_tier):
 
 @pytest.mark.slow
 def test_lm_eval_runs_symoe_without_the_hook(compat_tier, tiny_cpu_weights, tmp_path):
-    """The README's first command, shortened to two questions, with the hook switched off."""
+    """The README's tiny-cpu demo command, shortened to two questions, with the hook switched off."""
     lm_eval = str(Path(sys.executable).parent / "lm_eval")  # this venv's, whatever PATH says
     done = run_cli([lm_eval, "--model", "symoe", "--model_args", f"pool=tiny-cpu,cache_dir={tmp_path / 'gen'}",
                     "--tasks", "symoe_demo", "--limit", "2", "--batch_size", "8", "--output_path", str(tmp_path / "out")],

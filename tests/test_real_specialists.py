@@ -20,9 +20,9 @@ SKILLS = ("addition", "reversal", "sorting", "comparison")
 # Four test questions of each skill (the split holds 25 of each, in that order).
 DOCS = [25 * skill + i for skill in range(len(SKILLS)) for i in range(4)]
 # What routing by skill gives and chance does not (measured on these 16 questions, 2026-12-07):
-# of the slots that went to an adapter, instance routing gave 13 of 19 to the question's own,
-# random routing 5 of 29 (it picks the right one of four adapters 1 time in 4); symoe answered
-# 9 questions, random routing 4. The README's specialists table has the full split.
+# of the slots that went to an adapter, instance routing gave 76% to the question's own, random
+# routing 17% (it picks the right one of four adapters 1 time in 4); symoe answered 10 questions,
+# random routing 4. The README's quick-start table has the full split.
 MIN_OWN_ADAPTER_SHARE = 0.5
 MIN_ACCURACY_MARGIN = 3  # questions out of 16
 

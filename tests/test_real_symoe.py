@@ -113,8 +113,8 @@ def test_moa_baseline_then_compare_and_leaderboard_on_real_outputs(workdir, data
     assert heatmaps and all(mpimg.imread(p).shape[0] > 100 for p in heatmaps)
 
 
-def test_readme_first_command_runs_the_demo_offline(demo_outputs):
-    """The quick start (conftest's ``demo_outputs``): a routed answer for every question, and
+def test_readme_demo_command_runs_offline(demo_outputs):
+    """The tiny-cpu demo (conftest's ``demo_outputs``): a routed answer for every question, and
     answers that fit the demo's budget: at most 2 of the 12 expert and 4 final answers without an
     answer to read (5 of 160 on the whole demo when measured; the demo's earlier reason-first
     prompt lost most of them to the budget)."""

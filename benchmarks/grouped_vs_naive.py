@@ -19,10 +19,10 @@ from pathlib import Path
 from lm_eval.api.instance import Instance
 
 from symoe_eval.harness.lm import lm_class
-from symoe_eval.methods.aggregation import aggregate_prompt
+from symoe_eval.symbolic.aggregation import aggregate_prompt
 from symoe_eval.engines import GenerationRequest, SamplingParams, make_engine
 from symoe_eval.harness.profiling import load_validation
-from symoe_eval.methods.skills import KEYWORD_MAX_GEN_TOKS, KEYWORD_SAMPLES, keyword_prompt
+from symoe_eval.symbolic.skills import KEYWORD_MAX_GEN_TOKS, KEYWORD_SAMPLES, keyword_prompt
 
 
 def grouped_run(args, val, log_dir: Path) -> tuple[float, dict, list[dict]]:

@@ -15,7 +15,7 @@ What the simulator assumes (docs/method.md's "Routers" section says the same):
   Poisson(0.7) generic keywords and, with probability 0.1, a wrong subject; 8% of questions get
   no keyword at all. Keywords are then mapped by the router's own code (nearest embedding).
 - Validation: every expert answers every validation question once; profiles are built by
-  ``symoe_eval.methods.profiles`` from those answers, exactly as ``symoe profile`` does.
+  ``symoe_eval.symbolic.profiles`` from those answers, exactly as ``symoe profile`` does.
 - Aggregation: 4-option questions; a wrong answer is one of the 3 wrong options at random; the
   final answer is the plurality of the k=3 answers, ties broken at random.
 
@@ -50,8 +50,8 @@ from typing import Sequence
 import numpy as np
 from scipy import stats
 
-from symoe_eval.methods.profiles import TaskProfile, ValidationRecord, build_expert_profiles, count_keywords
-from symoe_eval.methods.routing import ROUTERS, SHRINKAGE, QuestionRef, question_rng
+from symoe_eval.symbolic.profiles import TaskProfile, ValidationRecord, build_expert_profiles, count_keywords
+from symoe_eval.symbolic.routing import ROUTERS, SHRINKAGE, QuestionRef, question_rng
 
 SUBJECTS, VARIANTS, NOISE_WORDS, DIM = 10, 4, 12, 24
 K, OPTIONS, TEST_QUESTIONS = 3, 4, 300

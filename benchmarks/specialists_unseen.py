@@ -2,7 +2,7 @@
 validation questions held out of the profile.
 
 The held-out profile is rebuilt from the committed profile's own validation records
-(``annotations.jsonl``) without that subject's questions, with ``methods.profiles``' builders and
+(``annotations.jsonl``) without that subject's questions, with ``symbolic.profiles``' builders and
 the committed aggregator; it is written under ``OUT/profiles``. Then ``symoe`` answers the
 subject's 25 test questions with it (``--samples``), by the paper's router, ``routing=records``,
 ``routing=task`` and ``routing=random``, each run with a cold generation cache of its own. The
@@ -25,7 +25,7 @@ from symoe_eval import paths
 from symoe_eval.paths import tasks_dir
 from symoe_eval.analysis.runs import load_run
 from symoe_eval.analysis.stats import accuracy_ci, mcnemar_exact
-from symoe_eval.methods.profiles import (
+from symoe_eval.symbolic.profiles import (
     ANNOTATIONS_FILE,
     TaskProfile,
     build_expert_profiles,

@@ -6,7 +6,7 @@ tasks share two subjects and tasks two apart share none. Each task has its own v
 (every expert answers it once) and profile. For each task in turn, its test questions are routed:
 
 - ``own``: with its own profile (what ``profile=own`` does);
-- ``pooled``: with the other tasks' profiles merged by ``methods.profiles.pooled_profile`` (what
+- ``pooled``: with the other tasks' profiles merged by ``symbolic.profiles.pooled_profile`` (what
   ``symoe`` does for a task with no profile: ``profile=pooled``);
 - ``task (pooled)``: the pooled profile's k strongest experts for every question;
 - ``random``: k experts drawn uniformly;
@@ -33,8 +33,8 @@ spec = importlib.util.spec_from_file_location("routing_sim", Path(__file__).with
 sim = sys.modules["routing_sim"] = importlib.util.module_from_spec(spec)  # dataclasses look it up
 spec.loader.exec_module(sim)
 
-from symoe_eval.methods.profiles import pooled_profile  # noqa: E402
-from symoe_eval.methods.routing import ROUTERS, QuestionRef, question_rng  # noqa: E402
+from symoe_eval.symbolic.profiles import pooled_profile  # noqa: E402
+from symoe_eval.symbolic.routing import ROUTERS, QuestionRef, question_rng  # noqa: E402
 
 TASKS, SUBJECTS_PER_TASK = 4, 4
 SHAPE = sim.Shape("overlapping tasks", 5, 6, 5)

@@ -5,3 +5,7 @@ Python process, so anything heavy belongs in submodules.
 """
 
 __version__ = "0.1.0"
+
+from symoe_eval import moved
+
+moved.install()

@@ -99,7 +99,7 @@ def seeded_texts(pool) -> dict:
 def fitted_quote(pool) -> dict:
     """An aggregation prompt quoting three long responses for an expert whose config declares a
     short context (the pool declares none), fitted by the methods' synthesis prompts, then read by vLLM."""
-    from symoe_eval.methods.aggregation import AGGREGATE_INSTRUCTION, SynthesisPrompts
+    from symoe_eval.symbolic.aggregation import AGGREGATE_INSTRUCTION, SynthesisPrompts
     from symoe_eval.runtime.context import RunContext
 
     name = next(iter(pool.experts))
@@ -122,7 +122,7 @@ def fitted_quote(pool) -> dict:
 def lora_adapters(pool) -> dict:
     """The specialists' base and two of its adapters through the scheduler on vLLM, one resident
     model: loads, and how many of 8 addition questions each answers (greedy)."""
-    from symoe_eval.methods.answers import extract_free_form
+    from symoe_eval.answers import extract_free_form
     from symoe_eval.paths import tasks_dir
     from symoe_eval.runtime.scheduling import Call, Scheduler
 

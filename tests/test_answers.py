@@ -2,7 +2,7 @@
 
 import pytest
 
-from symoe_eval.methods.answers import (
+from symoe_eval.answers import (
     INVALID,
     choices_in,
     extract_answer,
@@ -12,7 +12,7 @@ from symoe_eval.methods.answers import (
     math_equal,
     strip_thinking,
 )
-from symoe_eval.harness.tasks import filter_extract, process_results
+from symoe_eval.harness.task_functions import filter_extract, process_results
 
 MC4 = "Which is right? The options are: (A) one (B) two (C) three (D) four"
 MC10 = "Pick. The options are: " + " ".join(f"({c}) opt{c}" for c in "ABCDEFGHIJ")

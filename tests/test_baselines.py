@@ -8,8 +8,8 @@ from lm_eval.api.instance import Instance
 from fakes import FakeEngine, draw, use_fake_engines
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods.discussion import stated_confidence
-from symoe_eval.methods.answers import extract_answer, vote
-from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, save_profile
+from symoe_eval.answers import extract_answer, vote
+from symoe_eval.symbolic.profiles import ExpertProfile, TaskProfile, save_profile
 
 MC = "Which? The options are: (A) x (B) y (C) z (D) w"
 POOL = """
@@ -138,7 +138,7 @@ def test_self_consistency_scores_the_vote_of_five_repeats(monkeypatch, data_dir,
     import lm_eval
 
     from symoe_eval.harness import plugin
-    from symoe_eval.harness.tasks import load_splits
+    from symoe_eval.harness.task_functions import load_splits
     from symoe_eval.harness.lm import lm_class
     ExpertLM = lm_class("symoe_expert")
 

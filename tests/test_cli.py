@@ -60,7 +60,7 @@ def test_our_models_and_lm_evals_own_resolve_in_any_import_order(importer):
 def test_the_hook_imports_nothing_heavy():
     code = "import sys; print(sorted(m for m in sys.modules if m.startswith(('symoe', 'lm_eval', 'torch', 'yaml'))))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert json.loads(done.stdout.replace("'", '"')) == ["symoe_eval", "symoe_eval.harness", "symoe_eval.harness.hook"]
+    assert json.loads(done.stdout.replace("'", '"')) == ["symoe_eval", "symoe_eval.harness", "symoe_eval.harness.hook", "symoe_eval.moved"]
 
 
 def test_unknown_model_args_and_errors_are_one_line_through_symoe_eval(tmp_path, data_dir):

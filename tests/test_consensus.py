@@ -9,7 +9,7 @@ import yaml
 
 from fakes import fake_symoe
 from symoe_eval.harness.lm import lm_class
-from symoe_eval.methods.aggregation import consensus
+from symoe_eval.symbolic.aggregation import consensus
 from symoe_eval.methods.base import Question
 from symoe_eval.methods.discussion import Discussion
 from symoe_eval.errors import SymoeError

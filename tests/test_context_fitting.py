@@ -5,7 +5,7 @@ import re
 import pytest
 
 from fakes import WordTokenizer
-from symoe_eval.methods.aggregation import AGGREGATE_INSTRUCTION, ChatTokens, aggregate_prompt, discussion_prompt, fit_prompt, share
+from symoe_eval.symbolic.aggregation import AGGREGATE_INSTRUCTION, ChatTokens, aggregate_prompt, discussion_prompt, fit_prompt, share
 
 CONTEXT, NEW_TOKENS = 1024, 256
 ROOM = CONTEXT - NEW_TOKENS

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from symoe_eval.harness import tasks as data
+from symoe_eval.harness import task_functions as data
 from symoe_eval.errors import SymoeError
 
 PAPER_SIZES = {"mmlu_pro": (350, 2100), "gpqa": (249, 198), "aime24": (354, 30), "medmcqa": (504, 4183)}
@@ -65,7 +65,7 @@ def test_offline_hub_failure_names_the_env_var(monkeypatch):
 def test_real_offline_hub_is_one_line(tmp_path):
     """The real datasets library with the hub unreachable, in a fresh process as a user has it."""
     code = (
-        "from symoe_eval.harness import tasks as data\n"
+        "from symoe_eval.harness import task_functions as data\n"
         "try:\n    data.load_splits('aime24')\n"
         "except data.SymoeError as err:\n    print(err)\n"
     )

@@ -15,8 +15,8 @@ from symoe_eval.harness.lm import lm_class
 from symoe_eval.methods import METHODS
 from symoe_eval.methods.base import Method, MethodResult, Question, parse_names
 from symoe_eval.runoutput import Row
-from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, save_profile
-from symoe_eval.methods.routing import ROUTERS, Route, Router, register_router
+from symoe_eval.symbolic.profiles import ExpertProfile, TaskProfile, save_profile
+from symoe_eval.symbolic.routing import ROUTERS, Route, Router, register_router
 
 POOL = """
 name: toys
@@ -171,3 +171,38 @@ def test_a_toy_method_runs_through_stock_lm_eval_by_name(toys, monkeypatch, regi
     rows = [json.loads(line) for line in open(summary["routing_log"])]
     assert [r["experts"] for r in rows] == [["beta", "alpha"]] * 3
     assert all(r["final_text"].startswith("alpha thinks") and len(r["lengths"]) == 2 for r in rows)
+
+
+OLD_NAMES = """
+import warnings
+warnings.simplefilter("always")
+with warnings.catch_warnings(record=True) as seen:
+    from symoe_eval.methods.routing import register_router, ROUTERS
+    from symoe_eval.methods import profiles
+    from symoe_eval.harness.tasks import load_dataset
+from lm_eval.tasks._yaml_loader import _import_func_in_yml
+import symoe_eval.symbolic.routing as routing, symoe_eval.symbolic.profiles as new_profiles
+from symoe_eval.harness import task_functions
+from pathlib import Path
+assert ROUTERS is routing.ROUTERS and profiles is new_profiles and load_dataset is task_functions.load_dataset
+assert _import_func_in_yml("symoe_eval.harness.tasks.load_dataset", Path(".")) is task_functions.load_dataset
+print([str(w.message) for w in seen if w.category is DeprecationWarning])
+"""
+
+
+def test_old_module_names_import_the_moved_modules_with_a_warning():
+    """A user's router importing ``symoe_eval.methods.routing`` and a task YAML naming
+    ``symoe_eval.harness.tasks.load_dataset`` keep working (same module, same registry) and are told
+    the new name; with warnings as errors the old name fails."""
+    import subprocess
+
+    run = subprocess.run([sys.executable, "-c", OLD_NAMES], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout.replace("'", '"')) == [
+        "symoe_eval.methods.routing is now symoe_eval.symbolic.routing; the old name goes with release 0.2",
+        "symoe_eval.methods.profiles is now symoe_eval.symbolic.profiles; the old name goes with release 0.2",
+        "symoe_eval.harness.tasks is now symoe_eval.harness.task_functions; the old name goes with release 0.2"]
+    strict = subprocess.run([sys.executable, "-W", "error::DeprecationWarning", "-c", "import symoe_eval.methods.skills"],
+                            capture_output=True, text=True)
+    assert strict.returncode == 1 and strict.stderr.strip().endswith(
+        "DeprecationWarning: symoe_eval.methods.skills is now symoe_eval.symbolic.skills; the old name goes with release 0.2")

@@ -45,7 +45,7 @@ def test_names_that_would_become_paths_outside_their_folders_are_refused(tmp_pat
 
 
 def test_a_task_name_cannot_lead_a_profile_out_of_its_root(tmp_path):
-    from symoe_eval.methods.profiles import profile_dir
+    from symoe_eval.symbolic.profiles import profile_dir
 
     with pytest.raises(SymoeError, match="task name '../../x'"):
         profile_dir(tmp_path, "tiny-cpu", "../../x")

@@ -141,7 +141,7 @@ def test_a_routing_response_without_text_is_shown_empty(tmp_path):
 
 
 def test_a_profile_whose_experts_is_a_list_is_one_line(tmp_path):
-    from symoe_eval.methods.profiles import load_profile
+    from symoe_eval.symbolic.profiles import load_profile
 
     folder = tmp_path / "pool" / "symoe_demo"
     folder.mkdir(parents=True)

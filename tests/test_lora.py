@@ -123,7 +123,7 @@ def skill_requests(skill: str, n: int = 8):
 
 
 def right(completions, golds) -> int:
-    from symoe_eval.methods.answers import extract_free_form
+    from symoe_eval.answers import extract_free_form
 
     return sum(extract_free_form(c.text) == g for c, g in zip(completions, golds))
 

@@ -46,6 +46,8 @@ def test_non_editable_install_serves_tasks_from_site_packages(tmp_path):
     assert (site / "symoe_eval.pth").is_file()
     assert (site / "symoe_eval" / "tasks" / "symoe_gpqa.yaml").is_file()
     assert (site / "symoe_eval" / "model_registry" / "tiny-cpu.yaml").is_file()
+    shipped = {str(p.parent.relative_to(site)) for p in (site / "symoe_eval").rglob("__init__.py")}
+    assert shipped >= {str(p.parent.relative_to(REPO)) for p in (REPO / "symoe_eval").rglob("__init__.py")}
 
     done = run_cli([str(venv / "bin" / "python"), "-m", "lm_eval", "ls", "tasks"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.methods.profiles import (
+from symoe_eval.symbolic.profiles import (
     ExpertProfile,
     TaskProfile,
     build_aggregation_set,
@@ -82,7 +82,7 @@ def test_corrupt_profile_is_one_line(tmp_path):
 
 
 def test_keyword_counts_are_the_answers_behind_each_score():
-    from symoe_eval.methods.profiles import TaskProfile, build_expert_profiles, count_keywords
+    from symoe_eval.symbolic.profiles import TaskProfile, build_expert_profiles, count_keywords
 
     keywords = [["a", "b"], ["a"], []]
     correct = {"x": [[True, False], [True, True], [False, False]]}
@@ -112,7 +112,7 @@ def test_validation_records_are_read_from_the_annotations_beside_the_profile(tmp
 def test_a_bad_validation_record_is_one_line_naming_it_for_the_router_that_reads_them(tmp_path, line):
     """Only routing=records reads the records: the profile still loads, and the router's error
     names the bad line (an annotations file from before ``right`` was written reads the same)."""
-    from symoe_eval.methods.routing import ROUTERS, QuestionRef
+    from symoe_eval.symbolic.routing import ROUTERS, QuestionRef
 
     folder = save_profile(make_profile(), tmp_path, render_report(make_profile()))
     (folder / "annotations.jsonl").write_text('{"keywords": ["physics"], "right": {"a": [true]}}\n' + line + "\n")
@@ -125,7 +125,7 @@ def test_a_bad_validation_record_is_one_line_naming_it_for_the_router_that_reads
 
 
 def test_pooled_records_are_every_tasks_or_none_with_the_reason():
-    from symoe_eval.methods.profiles import ValidationRecord, pooled_profile
+    from symoe_eval.symbolic.profiles import ValidationRecord, pooled_profile
 
     first, second = make_profile("symoe_gpqa"), make_profile("symoe_aime24")
     first.records = [ValidationRecord(("physics",), {"a": 1.0})]

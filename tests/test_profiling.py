@@ -4,7 +4,7 @@ import json
 
 import symoe_eval.harness.profiling as profiling
 from fakes import draw, use_fake_engines
-from symoe_eval.methods.profiles import load_profile
+from symoe_eval.symbolic.profiles import load_profile
 
 
 def respond(name, request):

@@ -208,7 +208,7 @@ def test_lm_eval_hf_model_still_works(tmp_path, data_dir):
 def test_fitted_aggregation_prompt_is_not_cut_again_by_the_engine():
     """Prompt fitting counts with the engine's own tokenizer and template: at a 1024-token context
     the engine has nothing left to cut."""
-    from symoe_eval.methods.aggregation import ChatTokens, aggregate_prompt, fit_prompt
+    from symoe_eval.symbolic.aggregation import ChatTokens, aggregate_prompt, fit_prompt
 
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "max_model_len": 1024})

@@ -150,7 +150,7 @@ def test_a_servers_lora_modules_are_served_experts(tmp_path, vllm_installed):
     """vLLM's ``--lora-modules``: each adapter is a model name of the same server; the served
     engine sends each expert's requests under its name, and the adapter answers what the base
     cannot (8 addition questions, greedy)."""
-    from symoe_eval.methods.answers import extract_free_form
+    from symoe_eval.answers import extract_free_form
     from symoe_eval.pools.schema import parse_pool
     from test_lora import skill_requests
 

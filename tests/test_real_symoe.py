@@ -10,7 +10,7 @@ import time
 import pytest
 
 from conftest import run_cli
-from symoe_eval.methods.answers import INVALID
+from symoe_eval.answers import INVALID
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ import pytest
 
 from symoe_eval.engines import ENGINES, Engine, engine_class, register_engine
 from symoe_eval.errors import SymoeError
-from symoe_eval.harness.tasks import BENCHMARKS, Benchmark
+from symoe_eval.harness.task_functions import BENCHMARKS, Benchmark
 from symoe_eval.methods import METHODS
-from symoe_eval.methods.routing import ROUTERS, InstanceRouter, Router, register_router, router_class
+from symoe_eval.symbolic.routing import ROUTERS, InstanceRouter, Router, register_router, router_class
 from symoe_eval.registry import Registry
 
 

@@ -8,8 +8,8 @@ import pytest
 from scipy.stats import chisquare
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, ValidationRecord, build_expert_profiles, count_keywords
-from symoe_eval.methods.routing import (
+from symoe_eval.symbolic.profiles import ExpertProfile, TaskProfile, ValidationRecord, build_expert_profiles, count_keywords
+from symoe_eval.symbolic.routing import (
     ROUTERS,
     QuestionRef,
     RecordIndex,

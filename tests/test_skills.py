@@ -2,7 +2,7 @@
 
 import pytest
 
-from symoe_eval.methods.skills import KEYWORD_INSTRUCTION, consolidate, keyword_prompt, parse_keywords
+from symoe_eval.symbolic.skills import KEYWORD_INSTRUCTION, consolidate, keyword_prompt, parse_keywords
 
 
 @pytest.mark.parametrize(
@@ -53,7 +53,7 @@ def test_replies_that_copy_the_example_list_are_ignored():
 
 
 def test_a_genuine_reply_naming_four_examples_is_kept_but_copies_of_the_list_are_not():
-    from symoe_eval.methods.skills import EXAMPLE_KEYWORDS, parroted
+    from symoe_eval.symbolic.skills import EXAMPLE_KEYWORDS, parroted
 
     genuine = "Keywords: property law, finance, business, political science"
     assert not parroted(parse_keywords(genuine))  # four examples, not in the list's order
@@ -66,7 +66,7 @@ def test_a_genuine_reply_naming_four_examples_is_kept_but_copies_of_the_list_are
 
 
 def test_a_pool_may_drop_or_replace_the_example_list():
-    from symoe_eval.methods.skills import keyword_instruction, parroted
+    from symoe_eval.symbolic.skills import keyword_instruction, parroted
 
     assert "Example keywords:" not in keyword_prompt("What is 2+2?", ())
     assert keyword_instruction(()).count("  ") == 0  # no gap where the list was

@@ -12,7 +12,7 @@ from fakes import FakeEngine, draw, use_fake_engines
 from symoe_eval.harness.lm import lm_class
 from symoe_eval.errors import SymoeError
 from symoe_eval.methods.symoe import SymbolicMoE
-from symoe_eval.methods.profiles import TaskProfile, build_expert_profiles, save_profile
+from symoe_eval.symbolic.profiles import TaskProfile, build_expert_profiles, save_profile
 
 SUBJECTS = ["biology", "algebra", "law"]
 EXPERTS = {"bio-expert": "biology", "math-expert": "algebra", "law-expert": "law", "generalist": None}

@@ -10,7 +10,7 @@ import pytest
 from fakes import fake_symoe
 from symoe_eval.errors import SymoeError
 from symoe_eval.harness.lm import lm_class
-from symoe_eval.methods.profiles import ExpertProfile, TaskProfile, load_profile, pooled_profile
+from symoe_eval.symbolic.profiles import ExpertProfile, TaskProfile, load_profile, pooled_profile
 from test_consensus import respond
 
 PROFILED = ["symoe_aime24", "symoe_demo", "symoe_gpqa"]  # tiny-cpu's committed profiles; symoe_medmcqa has none

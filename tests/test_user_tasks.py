@@ -15,7 +15,7 @@ from symoe_eval.harness.lm import lm_class
 from symoe_eval.harness import plugin
 from symoe_eval.harness import profiling
 from symoe_eval.methods.symoe import SymbolicMoE
-from symoe_eval.methods.profiles import load_profile
+from symoe_eval.symbolic.profiles import load_profile
 
 CAPITALS = {"France": "Paris", "Japan": "Tokyo", "Italy": "Rome", "Peru": "Lima", "Kenya": "Nairobi", "Chile": "Santiago"}
 USER_TASK = """task: my_capitals

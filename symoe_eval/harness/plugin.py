@@ -65,7 +65,7 @@ def register_filters(registry_module) -> None:
     stable name instead of ``<function filter_extract at 0x...>``."""
     from lm_eval.api.filter import Filter
 
-    from symoe_eval.harness.tasks import filter_extract, filter_vote
+    from symoe_eval.harness.task_functions import filter_extract, filter_vote
 
     for name, fn in (("symoe_extract", filter_extract), ("symoe_vote", filter_vote)):
         if name not in registry_module.filter_registry:

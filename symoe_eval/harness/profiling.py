@@ -1,6 +1,6 @@
 """``symoe profile`` through lm-eval's tasks: the validation set a profile is built on, its
 prompts rendered, its answers read and graded exactly as lm-eval scores the task; the profile
-itself is built by ``symoe_eval.methods.profiling``."""
+itself is built by ``symoe_eval.symbolic.profiling``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from typing import Any, Callable
 from symoe_eval.errors import SymoeError
 from symoe_eval.harness.lm import generation_kwargs
 from symoe_eval.harness.lm_eval_internals import task_answer
-from symoe_eval.methods import profiling
-from symoe_eval.methods.profiles import base_task
-from symoe_eval.methods.profiling import ValidationSet
+from symoe_eval.symbolic import profiling
+from symoe_eval.symbolic.profiles import base_task
+from symoe_eval.symbolic.profiling import ValidationSet
 from symoe_eval.runtime.context import RunContext
 
 

@@ -17,10 +17,10 @@ from typing import Callable, Hashable, Sequence
 
 from symoe_eval.engines import GenerationRequest
 from symoe_eval.errors import SymoeError
-from symoe_eval.methods.aggregation import SynthesisPrompts, aggregate_prompt
-from symoe_eval.methods.answers import extract_answer
-from symoe_eval.methods.profiles import TaskProfile, base_task, load_profile, pooled_profile, profile_path, profiled_tasks
-from symoe_eval.methods.routing import strongest
+from symoe_eval.symbolic.aggregation import SynthesisPrompts, aggregate_prompt
+from symoe_eval.answers import extract_answer
+from symoe_eval.symbolic.profiles import TaskProfile, base_task, load_profile, pooled_profile, profile_path, profiled_tasks
+from symoe_eval.symbolic.routing import strongest
 from symoe_eval.paths import profiles_root
 from symoe_eval.runoutput import Response, Row
 from symoe_eval.runtime.context import RunContext

@@ -13,8 +13,8 @@ from __future__ import annotations
 import re
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.methods.aggregation import discussion_prompt
-from symoe_eval.methods.answers import INVALID, choices_in, vote
+from symoe_eval.symbolic.aggregation import discussion_prompt
+from symoe_eval.answers import INVALID, choices_in, vote
 from symoe_eval.methods.base import MethodResult, StagedMethod, parse_names, response_rows
 from symoe_eval.runoutput import DiscussionRow
 from symoe_eval.settings import model_arg

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.methods.aggregation import consensus
+from symoe_eval.symbolic.aggregation import consensus
 from symoe_eval.methods.base import MethodResult, StagedMethod, response_rows
-from symoe_eval.methods.routing import QuestionRef, Route, question_rng, router_class
-from symoe_eval.methods.skills import KEYWORD_MAX_GEN_TOKS, annotate
+from symoe_eval.symbolic.routing import QuestionRef, Route, question_rng, router_class
+from symoe_eval.symbolic.skills import KEYWORD_MAX_GEN_TOKS, annotate
 from symoe_eval.runoutput import SymoeRow
 from symoe_eval.runtime.scheduling import Call
 from symoe_eval.settings import model_arg
@@ -25,7 +25,7 @@ AGGREGATE_MODES = ("always", "disagree")
 class SymbolicMoE(StagedMethod):
     """``--model symoe --model_args pool=tiny-cpu,k=3,...`` (the README and docs/method.md list every argument).
 
-    ``routing`` names a router (``symoe_eval.methods.routing.ROUTERS``): ``instance`` is the method,
+    ``routing`` names a router (``symoe_eval.symbolic.routing.ROUTERS``): ``instance`` is the method,
     ``task`` and ``random`` are the paper's ablations. ``aggregate=always`` is the paper;
     ``aggregate=disagree`` answers a question whose k experts all state the same answer with
     that answer and calls the aggregator only for the rest (beyond the paper: cheaper)."""

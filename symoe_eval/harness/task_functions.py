@@ -18,7 +18,7 @@ from typing import Callable
 
 from symoe_eval.errors import SymoeError
 from symoe_eval.registry import Registry
-from symoe_eval.methods.answers import extract_answer, is_correct, majority
+from symoe_eval.answers import extract_answer, is_correct, majority
 
 DATA_DIR_ENV = "SYMOE_DATA_DIR"
 SEED = 0

@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from symoe_eval.errors import SymoeError
-from symoe_eval.methods.profiles import ANNOTATIONS_FILE, TaskProfile
+from symoe_eval.symbolic.profiles import ANNOTATIONS_FILE, TaskProfile
 from symoe_eval.registry import Registry
 
 STRENGTH_TEMPERATURE = 0.5

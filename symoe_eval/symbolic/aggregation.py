@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-from symoe_eval.methods.answers import INVALID, strip_thinking
+from symoe_eval.answers import INVALID, strip_thinking
 from symoe_eval.engines.base import GenerationRequest, chat_token_ids
 from symoe_eval.runtime.context import RunContext
 

@@ -55,7 +55,7 @@ def parse_keywords(text: str) -> list[str]:
     """Keywords from one reply: the text after the last "Keywords:", split on commas and lines,
     lower-cased, stripped of dots, bullets, quotes and markup; a piece without a letter (a number
     copied from the question) names no skill and is left out."""
-    from symoe_eval.methods.answers import strip_thinking
+    from symoe_eval.answers import strip_thinking
 
     text = strip_thinking(text)
     found = list(re.finditer(r"keywords?\s*:", text, re.IGNORECASE))

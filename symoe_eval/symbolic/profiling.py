@@ -22,8 +22,8 @@ from typing import Callable
 import jsonlines
 
 from symoe_eval import paths
-from symoe_eval.methods.aggregation import SynthesisPrompts
-from symoe_eval.methods.profiles import (
+from symoe_eval.symbolic.aggregation import SynthesisPrompts
+from symoe_eval.symbolic.profiles import (
     ANNOTATIONS_FILE,
     AggregationItem,
     ExpertProfile,
@@ -35,7 +35,7 @@ from symoe_eval.methods.profiles import (
     render_report,
     save_profile,
 )
-from symoe_eval.methods.skills import annotate
+from symoe_eval.symbolic.skills import annotate
 from symoe_eval.runtime.context import RunContext
 from symoe_eval.runtime.scheduling import Call
 

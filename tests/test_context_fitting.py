@@ -59,3 +59,38 @@ def test_a_prompt_that_fits_needs_no_tokenizer():
 
     fitted = fit_prompt(aggregate_prompt, "Question: 1+1?", ["The answer is 2."] * 3, 4096 - NEW_TOKENS, no_tokenizer)
     assert fitted.responses_cut == 0 and not fitted.question_cut
+
+
+def long_or_short(name, request):
+    """Keywords for the keyword model; each expert a 400-word answer on questions whose prompt has
+    an even length, else a short one; the aggregator a short answer."""
+    prompt = request.messages[-1][1]
+    if "core knowledge, subjects or skills" in prompt:
+        return "Keywords: physics, algebra"
+    if prompt.startswith("You have been provided"):
+        return "Weighing them. The answer is (A)"
+    return ("step " * 400 if len(prompt) % 2 == 0 else "Briefly.") + " The answer is (B)"
+
+
+def test_each_row_counts_its_own_prompts_cut_to_fit(monkeypatch, tmp_path):
+    """A 600-token aggregator context: the aggregation prompt of a question with 400-word answers
+    is cut, the others are whole; the rows say which (schema version 2's ``prompts_cut``) and add
+    up to the summary's count."""
+    import json
+
+    import lm_eval
+
+    from fakes import FakeEngine, fake_symoe
+    from symoe_eval.harness.lm import lm_class
+
+    fake_symoe(monkeypatch, long_or_short, batch_size=64)
+    monkeypatch.setattr(FakeEngine, "context_limit", lambda self: 600)
+    lm = lm_class("symoe")(pool="tiny-cpu", cache_dir="none", log_dir=str(tmp_path), max_gen_toks=64, aggregate="always")
+    results = lm_eval.simple_evaluate(model=lm, tasks=["symoe_demo"], limit=12, log_samples=True)
+    summary = json.loads(next(tmp_path.glob("routing_summary_*.json")).read_text())
+    rows = [json.loads(line) for line in open(summary["routing_log"])]
+    long = [r["doc_id"] for r in rows if any(x["text"].startswith("step") for x in r["responses"])]
+    assert 0 < len(long) < len(rows) == len(results["samples"]["symoe_demo"])
+    assert {r["doc_id"]: r["prompts_cut"] for r in rows} == {r["doc_id"]: int(r["doc_id"] in long) for r in rows}
+    assert summary["truncated_responses"] >= len(long) and summary["schema_version"] == 2
+    assert {r["kind"] for r in rows} == {"symoe"}

@@ -1,7 +1,9 @@
 """Golden outputs: ``symoe profile`` and every method through lm-eval by name, on a fake engine
 registered like any backend, compared with files recorded before the house-plan reshape
-(issue 19). A refactor must leave the routing logs, returned texts, scores, run summaries and
-profile files as they are. ``SYMOE_RECORD_GOLDEN=1`` writes them anew (only on purpose).
+(issue 19); the run-output schema's version 2 added fields to them once (``schema_version``,
+each row's ``kind`` and ``prompts_cut``: no value before changed). A refactor must leave the
+routing logs, returned texts, scores, run summaries and profile files as they are.
+``SYMOE_RECORD_GOLDEN=1`` writes them anew (only on purpose).
 
 Everything goes through public routes that outlive a reshape: ``register_engine`` and
 ``engine=golden``, ``symoe profile`` via ``symoe_eval.cli.main``, and ``lm_eval.simple_evaluate``

@@ -192,6 +192,9 @@ def test_the_embedding_model_is_loaded_on_the_runs_device_and_threads(tiny_cpu_w
     setup = embed.describe_setup()
     assert (embed.stats.loads, setup["device"], setup["threads"]) == (1, "cpu", 1) and context.embedder() is embed
     assert setup["model"] == context.pool.embedding_model.model
+    (entry,) = context.embedding_summary().values()  # the run summary's "embedding" (schema version 2)
+    assert {k: v for k, v in entry.items() if k != "load_seconds"} == {**setup, "loads": 1}
+    assert entry["load_seconds"] > 0 and RunContext.create(pool="tiny-cpu", engine="hf", cache_dir="none").embedding_summary() == {}
 
 
 def with_records(rows: list[tuple[list[str], dict[str, bool]]]) -> TaskProfile:

@@ -20,14 +20,14 @@ PAGE = Path(report.__file__).parent / "page" / "report.js"
 @pytest.mark.parametrize("name,method", [("symoe-default", "symoe"), ("moa-layers2", "moa"),
                                          ("discussion-rounds1", "discussion")])
 def test_the_recorded_outputs_are_the_schemas(name, method):
-    """The golden files (what each method wrote before the schema had an owner) hold exactly the
-    fields its row type declares, and the summary fields every reader relies on."""
+    """The golden files hold exactly the fields each row type declares, each row names its kind,
+    and the summary has its schema version and the fields every reader relies on."""
     recorded = json.loads((GOLDEN / f"{name}.json").read_text())
-    declared = {f.name for f in dataclasses.fields(ROW_TYPES[method])}
-    assert all(set(row) == declared for row in recorded["rows"])
+    declared = {"kind"} | {f.name for f in dataclasses.fields(ROW_TYPES[method])}
+    assert all(set(row) == declared and ROW_TYPES[row["kind"]] is ROW_TYPES[method] for row in recorded["rows"])
     summary = recorded["summary"]
-    assert summary[SUMMARY.method] == method
-    optional = {SUMMARY.aggregators, SUMMARY.routing_log, SUMMARY.profile_sources}  # routing_log: volatile
+    assert summary[SUMMARY.method] == method and summary[SUMMARY.schema_version] == runoutput.SCHEMA_VERSION == 2
+    optional = {SUMMARY.aggregators, SUMMARY.routing_log, SUMMARY.profile_sources, SUMMARY.embedding}  # routing_log: volatile
     assert set(SUMMARY) - optional <= set(summary)
     assert all(set(MODEL_STATS) <= set(stats) for stats in summary[SUMMARY.models].values())
     assert set(SETUP) <= set(summary[SUMMARY.reproducibility])
@@ -61,3 +61,15 @@ def test_a_renamed_row_field_fails_where_it_is_read(monkeypatch):
 def test_the_page_takes_the_invalid_marker_from_the_schema():
     script = PAGE.read_text()
     assert runoutput.INVALID not in script and "const INVALID = DATA.invalid" in script
+
+
+def test_version_1_rows_read_as_no_prompt_cut_and_hostile_counts_as_none():
+    samples = type("Samples", (), {"docs": {}, "targets": {0: "B"}, "texts": {}, "answers": {0: "B"}, "scores": {0: 1.0}})
+    v2 = runoutput.row_record(SymoeRow(**{**row(), "responses": [], "prompts_cut": 2}))
+    assert v2["kind"] == "symoe" and v2["prompts_cut"] == 2
+    assert report.question_item("t", 0, samples, [v2], "symoe")["prompts_cut"] == 2
+    assert report.question_item("t", 0, samples, [row() | {"prompts_cut": None}], "symoe")["prompts_cut"] == 0
+    for hostile in ("3", True, -1, 2.5, [1], {"a": 1}):
+        assert report.question_item("t", 0, samples, [row() | {"prompts_cut": hostile}], "symoe")["prompts_cut"] == 0
+    v1 = {k: v for k, v in row().items() if k != "prompts_cut"}
+    assert report.question_item("t", 0, samples, [v1], "symoe")["prompts_cut"] == 0

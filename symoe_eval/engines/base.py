@@ -98,6 +98,11 @@ class EngineStats:
     def since(self, before: "EngineStats") -> "EngineStats":
         return EngineStats(**{f.name: getattr(self, f.name) - getattr(before, f.name) for f in fields(self)})
 
+    def count_load(self, start: float) -> None:
+        """A load that began at ``start`` (``time.perf_counter()``) and ended now."""
+        self.loads += 1
+        self.load_seconds += time.perf_counter() - start
+
     def count_hit(self, hit: Completion) -> None:
         """A call the generation cache answered."""
         self.cached_calls += 1
@@ -190,8 +195,7 @@ class Engine(ABC):
         self._loaded = True
         self._setup = self.describe_setup()
         if self.holds_memory and fresh:  # a served model's "load" checks the server; it loads nothing
-            self.stats.loads += 1
-            self.stats.load_seconds += time.perf_counter() - start
+            self.stats.count_load(start)
         log.info("loaded %s (%s) in %.1fs", self.expert.name, self.name, time.perf_counter() - start)
 
     def unload(self) -> None:

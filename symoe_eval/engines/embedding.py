@@ -13,6 +13,7 @@ import numpy as np
 from symoe_eval.engines.base import EngineStats, pick_device, torch_threads
 from symoe_eval.pools.schema import EmbeddingSpec
 from symoe_eval.pools.weights import resolve_weights
+from symoe_eval.runoutput import EMBEDDING_SETUP
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,18 @@ class Embedder:
             device = pick_device(self.device_request) if self.device_request else "cpu"
             threads = torch_threads(self.threads)
             self._model = sentence_transformers.SentenceTransformer(folder, device=device)
-            self.stats.loads += 1
-            self.stats.load_seconds += time.perf_counter() - start
-            self._setup = {"model": self.spec.model, "device": device, "threads": threads,
-                           "sentence_transformers": sentence_transformers.__version__}
+            self.stats.count_load(start)
+            self._setup = {EMBEDDING_SETUP.model: self.spec.model, EMBEDDING_SETUP.device: device,
+                           EMBEDDING_SETUP.threads: threads,
+                           EMBEDDING_SETUP.sentence_transformers: sentence_transformers.__version__}
             log.info("loaded embedding model %s (%s) in %.1fs", self.spec.name, device, self.stats.load_seconds)
         return self._model
 
     def describe_setup(self) -> dict:
         """What its vectors depend on (model, device, threads, library version); empty before it loads."""
         return dict(self._setup)
+
+    def summary(self) -> dict:
+        """Its part of the run summary: the setup and this run's loads; empty before it loads."""
+        stats = {EMBEDDING_SETUP.loads: self.stats.loads, EMBEDDING_SETUP.load_seconds: round(self.stats.load_seconds, 2)}
+        return {**self._setup, **stats} if self._setup else {}

@@ -9,7 +9,6 @@ lazily) is the lm-eval model class of the method registered as ``name``."""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import logging
@@ -25,7 +24,7 @@ from symoe_eval.harness.lm_eval_internals import evaluation_argument, lm_eval_ou
 from symoe_eval.harness.runlog import RunLog
 from symoe_eval.methods import METHODS
 from symoe_eval.methods.base import Method, MethodResult, Question
-from symoe_eval.runoutput import SUMMARY
+from symoe_eval.runoutput import SCHEMA_VERSION, SUMMARY, row_record
 from symoe_eval.runtime.context import RunContext
 from symoe_eval.settings import NAMES as RUN_ARG_NAMES
 
@@ -91,11 +90,11 @@ class MethodLM(LM):
         runtime = self.runtime
         runlog = RunLog.open(self.log_dir or lm_eval_output_path(), self.method_name, self.pool.name)
         for row in result.rows:
-            runlog.record(dataclasses.asdict(row))
+            runlog.record(row_record(row))
         runlog.finish({
-            SUMMARY.method: self.method_name, SUMMARY.pool: self.pool.name, SUMMARY.seed: runtime.settings.seed,
+            SUMMARY.schema_version: SCHEMA_VERSION, SUMMARY.method: self.method_name, SUMMARY.pool: self.pool.name, SUMMARY.seed: runtime.settings.seed,
             SUMMARY.backend: runtime.backend, SUMMARY.questions: len(questions), **result.summary, **scheduler.summary(),
-            SUMMARY.reproducibility: runtime.reproducibility(scheduler),
+            SUMMARY.reproducibility: runtime.reproducibility(scheduler), **runtime.embedding_summary(),
         }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
 
     # lm-eval's likelihood API does not apply: experts are chat models sampled for reasoning.

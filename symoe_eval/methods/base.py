@@ -149,7 +149,7 @@ class StagedMethod(Method):
         """A prompt that quotes ``responses`` (by default the aggregate-and-synthesize prompt),
         fitted to the reader's context (``SynthesisPrompts``)."""
         return self.prompts.request(expert, q.prompt, responses, q.gen_kwargs, sample, max_tokens, build,
-                                    where=f"{q.task} doc {q.doc_id}", system=q.system)
+                                    where=f"{q.task} doc {q.doc_id}", system=q.system, key=q.key)
 
     def run_rounds(
         self,

@@ -65,12 +65,14 @@ class Discussion(StagedMethod):
                 build=lambda question, texts: discussion_prompt(question, texts[0], texts[1:], ask_confidence))
 
         history = self.run_rounds(scheduler, questions, teams, self.rounds + 1, lambda rnd: f"round {rnd}", speak, after=[])
-        rows = [self._decide(q, teams[q.task], history[q.key], strength[q.task], ask_confidence) for q in questions]
+        rows = [self._decide(q, teams[q.task], history[q.key], strength[q.task], ask_confidence, self.prompts.cut_prompts[q.key])
+                for q in questions]
         summary = {**self.shared_summary(), "rounds": self.rounds, "agents": teams, "vote": self.vote}
         return MethodResult({q.key: row.final_text for q, row in zip(questions, rows)}, rows, summary)
 
     @staticmethod
-    def _decide(q, team: list[str], history: list[list[str]], strength: dict, ask_confidence: bool) -> DiscussionRow:
+    def _decide(q, team: list[str], history: list[list[str]], strength: dict, ask_confidence: bool,
+                prompts_cut: int = 0) -> DiscussionRow:
         """The vote of the last round; the returned text is the winner's (the strongest speaker
         among those who gave it) with the task's answer line added."""
         last = history[-1]
@@ -85,4 +87,4 @@ class Discussion(StagedMethod):
             final = f"{last[speaker].rstrip()}\n\n{answer_line(winner, q.text)}"
         return DiscussionRow(task=q.task, doc_id=q.doc_id, repeat=q.repeat, experts=team, final_answer=winner,
                              final_text=final, rounds=[response_rows(team, rnd, q) for rnd in history],
-                             votes=answers, vote_weights=weights)
+                             votes=answers, vote_weights=weights, prompts_cut=prompts_cut)

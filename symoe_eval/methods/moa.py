@@ -47,6 +47,7 @@ class MixtureOfAgents(StagedMethod):
             task=q.task, doc_id=q.doc_id, repeat=q.repeat, experts=teams[q.task],
             final_answer=q.answer(texts[q.key]), final_text=texts[q.key],
             layers=[response_rows(teams[q.task], layer, q) for layer in history[q.key]], aggregator=aggregators[q.task],
+            prompts_cut=self.prompts.cut_prompts[q.key],
         ) for q in questions]
         summary = {**self.shared_summary(), "layers": self.layers, "proposers": teams, "aggregators": aggregators}
         return MethodResult(texts, rows, summary)

@@ -109,7 +109,7 @@ class SymbolicMoE(StagedMethod):
             final_answer=q.answer(finals[q.key]), final_text=finals[q.key],
             keywords=routes[q.key].keywords, mapped_keywords=routes[q.key].mapped, fallback=routes[q.key].fallback,
             weights=routes[q.key].weights, responses=response_rows(routes[q.key].experts, responses[q.key], q),
-            aggregator=aggregators[q.task], consensus=q.key in agreed,
+            aggregator=aggregators[q.task], consensus=q.key in agreed, prompts_cut=self.prompts.cut_prompts[q.key],
         ) for q in questions]
         summary = {**self.shared_summary(), "k": self.k, "routing": self.routing, "keyword_model": self.keyword_model,
                    "aggregators": aggregators, "aggregate": self.aggregate, "consensus_answers": len(agreed)}

@@ -14,7 +14,7 @@ from symoe_eval.engines.embedding import Embedder
 from symoe_eval.errors import SymoeError
 from symoe_eval.paths import cache_root
 from symoe_eval.pools.schema import Pool, load_pool
-from symoe_eval.runoutput import SETUP
+from symoe_eval.runoutput import SETUP, SUMMARY
 from symoe_eval.runtime.sampling import sampling_for
 from symoe_eval.runtime.scheduling import Scheduler, StageScheduler
 from symoe_eval.settings import DEFAULTS, RunSettings, parse_run_args
@@ -80,6 +80,11 @@ class RunContext:
                 raise SymoeError(f"pool '{self.pool.name}' names no embedding_model ({self.pool.path})")
             self._embedder = Embedder(self.pool.embedding_model, self.settings.device, self.settings.threads)
         return self._embedder
+
+    def embedding_summary(self) -> dict:
+        """The run summary's ``embedding`` entry where the run embedded anything, else nothing."""
+        summary = self._embedder.summary() if self._embedder is not None else {}
+        return {SUMMARY.embedding: summary} if summary else {}
 
     def engine(self, expert: str) -> Engine:
         return self.engine_factory().build(self.pool.expert(expert))

@@ -5,11 +5,13 @@ and the consensus check that lets ``aggregate=disagree`` skip the aggregator."""
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Sequence
 
 from symoe_eval.answers import INVALID, strip_thinking
 from symoe_eval.engines.base import GenerationRequest, chat_token_ids
+from symoe_eval.runoutput import SUMMARY
 from symoe_eval.runtime.context import RunContext
 
 log = logging.getLogger(__name__)
@@ -146,11 +148,13 @@ def fit_prompt(build: Callable[[str, list[str]], str], question: str, responses:
 @dataclass
 class SynthesisPrompts:
     """Requests whose prompt quotes earlier responses, fitted to the reading expert's context with
-    its own tokenizer (loaded alone, once per run); the cuts are counted for the run summary."""
+    its own tokenizer (loaded alone, once per run); the cuts are counted for the run summary and,
+    by question key, for its routing-log row (``cut_prompts``)."""
 
     runtime: RunContext
     truncated_responses: int = 0
     truncated_questions: int = 0
+    cut_prompts: Counter = field(default_factory=Counter)
     _counters: dict[str, ChatTokens] = field(default_factory=dict, repr=False)
 
     def token_counter(self, expert: str) -> ChatTokens:
@@ -160,18 +164,19 @@ class SynthesisPrompts:
 
     def request(self, expert: str, prompt: str, responses: Sequence[str], gen_kwargs: dict | None, sample: int,
                 max_tokens: int | None = None, build: Callable[[str, list[str]], str] = aggregate_prompt,
-                where: str = "", system: tuple = ()) -> GenerationRequest:
+                where: str = "", system: tuple = (), key: Hashable = None) -> GenerationRequest:
         """A prompt quoting ``responses`` (the aggregate-and-synthesize prompt by default), fitted
-        to the expert's context (see ``fit_prompt``)."""
+        to the expert's context (see ``fit_prompt``); ``key``: the question it is for."""
         params = self.runtime.sampling(expert, gen_kwargs, max_tokens)
         room = self.runtime.reader(expert).context_limit() - params.max_tokens
         fitted: Fitted = fit_prompt(build, prompt, responses, room, lambda: self.token_counter(expert))
         if fitted.responses_cut or fitted.question_cut:
             self.truncated_responses += fitted.responses_cut
             self.truncated_questions += fitted.question_cut
+            self.cut_prompts[key] += 1
             log.warning("%s: cut %d response(s)%s to fit %s's context of %d prompt tokens", where or "prompt",
                         fitted.responses_cut, " and the question's middle" if fitted.question_cut else "", expert, room)
         return GenerationRequest((*system, ("user", fitted.prompt)), params, sample)
 
     def counts(self) -> dict:
-        return {"truncated_responses": self.truncated_responses, "truncated_questions": self.truncated_questions}
+        return {SUMMARY.truncated_responses: self.truncated_responses, SUMMARY.truncated_questions: self.truncated_questions}

@@ -93,13 +93,13 @@ def symoe_question(doc: int) -> dict:
         "doc": {"question": f"Synthetic question {doc} about {SUBJECTS[doc % 5]}? The options are: (A) a (B) b (C) c (D) d",
                 "gold_answer": gold, "category": SUBJECTS[doc % 5]},
         "routing": {
-            "task": "symoe_demo", "doc_id": doc, "repeat": 0, "experts": experts, "final_answer": final,
+            "kind": "symoe", "task": "symoe_demo", "doc_id": doc, "repeat": 0, "experts": experts, "final_answer": final,
             "keywords": [] if doc % 7 == 0 else [SUBJECTS[doc % 5], "noise"],
             "mapped_keywords": [] if doc % 7 == 0 else [SUBJECTS[doc % 5]],
             "fallback": "no usable keyword" if doc % 7 == 0 else None, "weights": {},
             "responses": [{"expert": e, "answer": a, "text": f"{e} reasons about doc {doc}. The answer is ({a})."}
                           for e, a in zip(experts, answers)],
-            "aggregator": "expert-a", "consensus": False,
+            "aggregator": "expert-a", "consensus": False, "prompts_cut": 2 if doc % 4 == 3 else 0,
         },
         "final_text": f"Synthesis for doc {doc}. " + (f"The answer is ({final})." if final != "[invalid]" else "I am not sure"),
     }
@@ -127,7 +127,7 @@ def write_symoe_run(root: Path, questions: int, stamp="2026-12-02T10-00-00.00000
             }) + "\n")
     log_path = folder / "routing_symoe_synthetic.jsonl"
     log_path.write_text("".join(json.dumps({**q["routing"], "final_text": q["final_text"]}) + "\n" for q in made))
-    summary = {"method": "symoe", "routing_log": str(log_path), "aggregators": {"symoe_demo": "expert-a"},
+    summary = {"schema_version": 2, "method": "symoe", "routing_log": str(log_path), "aggregators": {"symoe_demo": "expert-a"},
                "models": {"expert-a": {"calls": questions, "generated_tokens": 10 * questions, "loads": 1}},
                "answers_digest": answers_digest(("symoe_demo", d, q["final_text"]) for d, q in enumerate(made))}
     (folder / "routing_summary_symoe_synthetic.json").write_text(json.dumps(summary))

@@ -158,7 +158,14 @@ def test_filters_by_recruits_consensus_and_the_final_against_the_experts(browser
     assert count_line(page).startswith("6 of 30 questions; accuracy 0.0%")
     page.select_option("#f-changed", "")
     page.select_option("#f-consensus", "yes")
-    assert count_line(page).startswith("0 of 30 questions") and errors == []
+    assert count_line(page).startswith("0 of 30 questions")
+    page.select_option("#f-consensus", "")
+    page.select_option("#f-cut", "yes")  # doc % 4 == 3: two prompts shortened to fit a context
+    assert count_line(page).startswith("7 of 30 questions")
+    page.locator("#questions tbody tr.q").first.click()
+    assert "2 prompt(s) quoting responses shortened" in page.locator("#questions tbody tr.detail").inner_text()
+    page.select_option("#f-cut", "no")
+    assert count_line(page).startswith("23 of 30 questions") and "cut=no" in page.url and errors == []
 
 
 def test_a_view_is_kept_in_the_link(browser, tmp_path):

@@ -44,6 +44,11 @@ def _number(value):
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
+def _count(value) -> int:
+    """A count read from a file: a non-negative integer, else 0 (absent in schema version 1)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
 def leaderboard_data(tasks: list[str], rows: list[dict]) -> dict:
     """The leaderboard rows as the page's script reads them."""
     return {
@@ -141,7 +146,7 @@ def question_item(task: str, doc: int, samples, rows: list[dict], model: str) ->
         "final": {"who": answered_by, "text": str(texts[0] if texts else first.get(ROW.final_text, ""))},
         "keywords": text_list(first.get(ROW.keywords)), "mapped": text_list(first.get(ROW.mapped_keywords)),
         "fallback": None if first.get(ROW.fallback) is None else str(first[ROW.fallback]),
-        "consensus": bool(first.get(ROW.consensus)),
+        "consensus": bool(first.get(ROW.consensus)), "prompts_cut": _count(first.get(ROW.prompts_cut)),
         "experts": text_list(first.get(ROW.experts)) or [], "votes": text_list(first.get(ROW.votes)),
         "rounds": _rounds(rows, gold),
     }

@@ -5,7 +5,7 @@ const DATA = JSON.parse(document.getElementById("report-data").textContent);
 const PAGE_SIZE = 50;
 const INVALID = DATA.invalid;  // symoe_eval.runoutput.INVALID, handed over by report.py
 const state = { run: 0, page: 0, open: new Set(), sortKey: null, sortDir: -1 };
-const FILTERS = ["f-task", "f-subject", "f-expert", "f-correct", "f-fallback", "f-distinct", "f-consensus", "f-changed"];
+const FILTERS = ["f-task", "f-subject", "f-expert", "f-correct", "f-fallback", "f-distinct", "f-consensus", "f-changed", "f-cut"];
 const $ = (id) => document.getElementById(id);
 
 function el(tag, attrs, ...children) {
@@ -116,6 +116,7 @@ function matches(q) {
   if (f("f-distinct") && String(distinctExperts(q)) !== f("f-distinct")) return false;
   if (f("f-consensus") && Boolean(q.consensus) !== (f("f-consensus") === "yes")) return false;
   if (f("f-changed") && departed(q) !== (f("f-changed") === "yes")) return false;
+  if (f("f-cut") && q.prompts_cut > 0 !== (f("f-cut") === "yes")) return false;
   const words = f("f-search").trim().toLowerCase();
   return !words || haystack(q).includes(words);
 }
@@ -194,6 +195,7 @@ function detail(q) {
   }
   if (list(q.experts).length) parts.push(fact("recruited", tags(q.experts)));
   if (q.consensus) parts.push(fact("consensus", "every expert gave the same answer; no aggregator call"));
+  if (q.prompts_cut > 0) parts.push(fact("prompts cut", `${q.prompts_cut} prompt(s) quoting responses shortened to fit the reader's context`));
   for (const round of arrayOf(q.rounds)) parts.push(el("h4", {}, round.name), arrayOf(round.responses).map(said));
   if (q.votes) parts.push(fact("votes", tags(q.votes)));
   parts.push(el("h4", {}, "Final answer (" + q.final.who + ")"), el("pre", {}, marked(q.final.text)));
@@ -280,7 +282,7 @@ function renderCompare() {
 
 // ------------------------------------------------------------------ export
 
-const EXPORTED = ["task", "doc", "subject", "question", "experts", "answer", "gold", "score", "keywords", "consensus", "fallback"];
+const EXPORTED = ["task", "doc", "subject", "question", "experts", "answer", "gold", "score", "keywords", "consensus", "fallback", "prompts_cut"];
 
 // One exported row: the columns above, lists joined by "|" in CSV, the final text at the end.
 function exportRow(q) {

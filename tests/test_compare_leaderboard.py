@@ -2,6 +2,7 @@
 
 import json
 from math import comb
+from pathlib import Path
 
 import matplotlib.image as mpimg
 import pytest
@@ -320,3 +321,23 @@ def test_the_report_plots_cost_against_accuracy_for_runs_with_a_summary(tmp_path
     front = pareto_front([(r["tokens"], r["cells"]["symoe_demo"][0]) for r in shown])
     assert sorted(r["run"] for r in shown) == sorted(r["run"] for r in rows if r["run"].startswith("symoe"))
     assert sorted(shown[i]["run"] for i in front) == sorted(r["run"] for r in shown if "k=1" in r["run"] or "k=0" in r["run"])
+
+
+def test_a_folder_of_runs_reads_each_summary_once(tmp_path, monkeypatch):
+    """Four runs in one --output_path folder: four summaries read, not 4 x 4 (each run used to
+    read every summary of its folder)."""
+    from symoe_eval.analysis import runs as runs_module
+
+    folder = tmp_path / "out" / "model_dir"
+    for i in range(4):
+        scores = {"symoe_demo": [1.0, float(i % 2), 0.0, float(i > 1)]}
+        write_run(tmp_path, f"r{i}", {"pool": "tiny-cpu"}, scores, model="symoe", stamp=f"2026-12-07T10-0{i}-30.000001",
+                  folder=folder)
+        (folder.parent / f"routing_summary_symoe_tiny-cpu_2026-12-07T10-0{i}-00.000001.json").write_text(
+            json.dumps(run_summary(f"r{i}", scores, method="symoe", total_loads=i)))
+    read = []
+    real = runs_module.read_json
+    monkeypatch.setattr(runs_module, "read_json", lambda path: (read.append(Path(path).name), real(path))[1])
+    found = find_runs(tmp_path)
+    assert sorted(r.summary["total_loads"] for r in found) == [0, 1, 2, 3]
+    assert sum(name.startswith("routing_summary_") for name in read) == 4

@@ -6,11 +6,13 @@ plus, for our models, the run summary our run log wrote next to lm-eval's output
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from symoe_eval.errors import SymoeError
 from symoe_eval.runoutput import SETUP, SUMMARY, answers_digest
@@ -190,13 +192,15 @@ def run_digest(tasks: dict[str, TaskSamples]) -> str:
     return answers_digest((task, doc, text) for task, s in tasks.items() for doc, texts in s.texts.items() for text in texts)
 
 
-def _summary_for(results_path: Path, model: str, digest: str) -> tuple[dict | None, Path | None]:
+def _summary_for(results_path: Path, model: str, digest: str,
+                 summaries: Callable[[Path], list[tuple[Path, dict]]]) -> tuple[dict | None, Path | None]:
     """Our run summary of this run and its path, in the results folder or the --output_path
     folder above it: one whose ``answers_digest`` matches the texts in the run's samples. Runs
     that gave the same texts (a run and its rerun from the cache) are told apart by time: the
-    last summary written before the results file (our summary is written during the run)."""
+    last summary written before the results file (our summary is written during the run).
+    ``summaries(folder)``: the folder's summaries (``find_runs`` reads each folder once)."""
     for folder in (results_path.parent, results_path.parent.parent):
-        found = [(path, summary) for path, summary in _summaries(folder)
+        found = [(path, summary) for path, summary in summaries(folder)
                  if summary.get(SUMMARY.method) == model and summary.get(SUMMARY.answers_digest) == digest]
         if found:
             finished = _stamp(results_path)
@@ -206,7 +210,9 @@ def _summary_for(results_path: Path, model: str, digest: str) -> tuple[dict | No
     return None, None
 
 
-def _summaries(folder: Path):
+def _summaries(folder: Path) -> list[tuple[Path, dict]]:
+    """The run summaries in ``folder`` with their paths; one that is not a JSON object is skipped."""
+    found = []
     for path in sorted(folder.glob("routing_summary_*.json")):
         try:
             summary = read_json(path)
@@ -214,7 +220,8 @@ def _summaries(folder: Path):
             log.warning("%s: not JSON in UTF-8; ignored", path)
             continue
         if isinstance(summary, dict):
-            yield path, summary
+            found.append((path, summary))
+    return found
 
 
 def _stamp(path: Path) -> str:
@@ -246,7 +253,8 @@ def _read_tasks(path: Path, task_results: dict, metric: str | None, filter_name:
 
 
 def load_run(path: str | Path, metric: str | None = None, filter_name: str | None = None,
-             pick: str | None = None, pick_flag: str = "--pick-a") -> Run:
+             pick: str | None = None, pick_flag: str = "--pick-a",
+             summaries: Callable[[Path], list[tuple[Path, dict]]] = _summaries) -> Run:
     """A results file, or a folder holding one lm-eval run; a folder of several needs ``pick`` (a
     substring of one results file's path, e.g. its timestamp; the CLI's ``pick_flag``) and
     otherwise lists them.
@@ -274,10 +282,11 @@ def load_run(path: str | Path, metric: str | None = None, filter_name: str | Non
     config = results.get("config") if isinstance(results.get("config"), dict) else {}
     model = str(config.get("model", "?"))
     args = config.get("model_args") or {}
-    summary, summary_path = _summary_for(path, model, run_digest(tasks)) if tasks else (None, None)
+    summary, summary_path = _summary_for(path, model, run_digest(tasks), summaries) if tasks else (None, None)
     return Run(path, model, args, results, tasks, summary, summary_path)
 
 
 def find_runs(root: str | Path, metric: str | None = None, filter_name: str | None = None) -> list[Run]:
-    runs = [load_run(p, metric, filter_name) for p in sorted(Path(root).rglob("results_*.json"))]
+    summaries = functools.cache(_summaries)  # each folder's summaries read once, whatever the number of runs
+    runs = [load_run(p, metric, filter_name, summaries=summaries) for p in sorted(Path(root).rglob("results_*.json"))]
     return [r for r in runs if r.tasks]

@@ -50,14 +50,14 @@ def on_registry_imported(registry_module) -> None:
     one_line_errors()
 
 
-def lm_eval_reads_our(lm_eval_module, discovery: str, group: str) -> bool:
-    """Whether this lm-eval discovers plugins (``discovery`` is its function for that) and finds
-    our entry points in ``group`` (``setup.cfg``)."""
-    if not hasattr(lm_eval_module, discovery):
+def lm_eval_discovers_our_tasks(manager_module) -> bool:
+    """Whether this lm-eval discovers plugin task folders (``discover_plugin_task_paths``) and
+    finds ours among the ``lm_eval.tasks`` entry points (``setup.cfg``)."""
+    if not hasattr(manager_module, "discover_plugin_task_paths"):
         return False
     from importlib.metadata import entry_points
 
-    return any(ep.value.startswith("symoe_eval.") for ep in entry_points(group=group))
+    return any(ep.value.startswith("symoe_eval.") for ep in entry_points(group="lm_eval.tasks"))
 
 
 def register_filters(registry_module) -> None:
@@ -95,7 +95,7 @@ def on_tracker_imported(tracker_module) -> None:
 
 
 def on_task_manager_imported(manager_module) -> None:
-    if not lm_eval_reads_our(manager_module, "discover_plugin_task_paths", "lm_eval.tasks"):
+    if not lm_eval_discovers_our_tasks(manager_module):
         wrap_task_manager_init(manager_module.TaskManager, str(tasks_dir()))
 
 

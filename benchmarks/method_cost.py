@@ -99,9 +99,12 @@ def record_calls(into: list) -> None:
 
 
 def prefill_per_row() -> None:
-    """The engine before the shared-prefill lever: every row is prefilled on its own."""
+    """The engine without the shared-prefill lever: every row is prefilled on its own, on the CPU's
+    continuous path and on the micro-batch path alike."""
+    from symoe_eval.engines.continuous import ContinuousDecoder
     from symoe_eval.engines.hf import HFEngine
 
+    ContinuousDecoder.share_prefills = False
     HFEngine._shared_prefill = lambda self, ids, mask, rows: {"input_ids": ids[rows], "attention_mask": mask[rows]}
 
 

@@ -51,7 +51,7 @@ def test_a_request_draws_the_same_text_alone_and_beside_any_others():
 def test_repeated_samples_share_one_prefill_and_draw_as_if_alone(monkeypatch):
     """Copies of one prompt (keyword samples, duplicate recruits) are prefilled once and copied
     into their slots; each still draws with its own seed exactly what it draws alone."""
-    from symoe_eval.engines.continuous import SlotCache
+    from symoe_eval.engines.continuous import ContinuousDecoder, SlotCache
 
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     params = SamplingParams(temperature=0.8, max_tokens=16, seed=5)
@@ -64,7 +64,11 @@ def test_repeated_samples_share_one_prefill_and_draw_as_if_alone(monkeypatch):
         batch = [c.text for c in engine.generate(requests)]
         assert len(prefilled) == 2  # two distinct prompts for four rows
         alone = [engine.generate([r])[0].text for r in requests]
-    assert batch == alone
+        monkeypatch.setattr(ContinuousDecoder, "share_prefills", False)  # method_cost's --ablate-prefill
+        prefilled.clear()
+        unshared = [c.text for c in engine.generate(requests)]
+        assert len(prefilled) == 4
+    assert batch == alone == unshared
     assert len(set(batch[:3])) > 1  # the copies are separate samples
 
 

@@ -200,7 +200,11 @@ class ContinuousDecoder:
     alone, or copied from a row with the same prompt), every step decodes one token of each
     active row, and a row leaves as soon as it ends: an end token, a job's stop string in the
     text ``decode(tokens)`` gives, or its budget. ``on_tokens(n)`` hears of budget used (decoded
-    or left unused); ``trace``, when given, collects each job's logits (``rows_are_independent``)."""
+    or left unused); ``trace``, when given, collects each job's logits (``rows_are_independent``).
+    ``share_prefills`` off prefills every row, copies of a prompt too (``benchmarks/method_cost.py
+    --ablate-prefill`` measures the lever so)."""
+
+    share_prefills = True
 
     def __init__(self, model, slots: int, end_ids: Sequence[int], decode: Callable[[list[int]], str] | None = None,
                  on_tokens: Callable[[int], None] = lambda n: None, trace: dict | None = None):
@@ -228,7 +232,7 @@ class ContinuousDecoder:
 
         slot, length = len(active), len(job.prompt)
         cache.ensure(length)
-        twin = next((r for r in active if r.job.prompt == job.prompt), None)
+        twin = next((r for r in active if r.job.prompt == job.prompt), None) if self.share_prefills else None
         if twin is not None:
             cache.copy(twin.slot, slot, length)
             logits = twin.first_logits

@@ -297,3 +297,35 @@ def test_a_report_of_the_quick_start_run_in_chromium(browser, demo_outputs, tmp_
         page.click("#export-jsonl")
     assert len(Path(caught.value.path()).read_text().splitlines()) == found
     assert page.locator("#c-test").inner_text() == "choose two different runs" and more == []  # one run here
+
+
+def test_the_quick_start_run_beside_a_single_expert_compares_in_chromium(browser, demo_outputs, tmp_path):
+    """Two real runs of one task in one folder (the demo's symoe run, and qwen2.5-coder-0.5b alone
+    on the same four questions): the two-runs view's cells equal ``symoe compare``'s, and the
+    cost-accuracy plot shows both."""
+    from symoe_eval.analysis.compare import compare_runs
+    from symoe_eval.analysis.runs import find_runs
+
+    outputs = tmp_path / "demo"
+    shutil.copytree(demo_outputs, outputs)
+    done = run_cli(["lm_eval", "--model", "symoe_expert", "--model_args",
+                    f"pool=tiny-cpu,expert=qwen2.5-coder-0.5b,cache_dir={tmp_path / 'gen'}", "--tasks", "symoe_demo",
+                    "--samples", '{"symoe_demo": [8, 16, 24, 32]}', "--batch_size", "8", "--output_path", str(outputs),
+                    "--log_samples"], cwd=tmp_path, env_extra={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    runs = {r.model: r for r in find_runs(outputs)}
+    test = compare_runs(runs["symoe"], runs["symoe_expert"])["tasks"][0]
+    both = round(test["accuracy_a"] * test["n"]) - test["only_a"]
+    cells = {"both": both, "only_a": test["only_a"], "only_b": test["only_b"], "mcnemar_p": test["mcnemar_p"],
+             "neither": test["n"] - both - test["only_a"] - test["only_b"]}
+    report = build_report(outputs)
+    assert any(p["title"].startswith("accuracy against cost") for p in page_data(report.read_text())["plots"])
+    page, fetched, errors = open_report(browser, report)
+    labels = page.locator("#c-a option").all_inner_texts()
+    page.select_option("#c-a", label=next(x for x in labels if x.startswith("symoe(")))
+    page.select_option("#c-b", label=next(x for x in labels if x.startswith("symoe_expert(")))
+    assert page.locator("#c-test").inner_text() == (
+        f"both right {cells['both']}, only A right {cells['only_a']}, only B right {cells['only_b']}, "
+        f"both wrong {cells['neither']}; exact McNemar p = {cells['mcnemar_p']:.3g} (as symoe compare)")
+    page.select_option("#c-cell", "all")
+    assert page.locator("#c-questions tr.pair").count() == 4 and fetched == [] and errors == []

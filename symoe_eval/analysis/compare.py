@@ -91,11 +91,16 @@ def compare_runs(a: Run, b: Run, tasks: list[str] | None = None, seed: int = 0, 
 COLUMNS = ("task", "scored by", "n", "acc A", "acc B", "A - B [95% CI]", "McNemar p", "Holm p", "perm. p")
 
 
+def p_text(p: float) -> str:
+    """A p-value as ``symoe compare`` prints it (and the report's two-runs view shows it)."""
+    return f"{p:.3g}"
+
+
 def _cells(row: dict) -> list[str]:
-    holm_p = "" if row.get("holm_p") is None else f"{row['holm_p']:.3g}"
+    holm_p = "" if row.get("holm_p") is None else p_text(row["holm_p"])
     return [row["name"], row.get("scored_by", ""), str(row["n"]), f"{row['accuracy_a']:.1%}", f"{row['accuracy_b']:.1%}",
             f"{row['difference']:+.1%} [{row['ci_low']:+.1%}, {row['ci_high']:+.1%}]",
-            f"{row['mcnemar_p']:.3g} ({row['only_a']}:{row['only_b']})", holm_p, f"{row['permutation_p']:.3g}"]
+            f"{p_text(row['mcnemar_p'])} ({row['only_a']}:{row['only_b']})", holm_p, p_text(row["permutation_p"])]
 
 
 def render(report: dict, style: str = "table") -> str:

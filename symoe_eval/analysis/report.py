@@ -22,7 +22,7 @@ from pathlib import Path
 
 from symoe_eval.analysis.leaderboard import (COST_COLUMNS, build_table, costed, plot_accuracy, plot_cost_accuracy,
                                               plot_recruitment, png_bytes, recruitment_counts)
-from symoe_eval.analysis.compare import paired_scores
+from symoe_eval.analysis.compare import p_text, paired_scores
 from symoe_eval.analysis.runs import Run, find_runs, read_jsonl
 from symoe_eval.analysis.stats import mcnemar_exact
 from symoe_eval.atomic import replace_file
@@ -173,7 +173,7 @@ def comparison(a: Run, b: Run, task: str) -> dict:
         return {"refused": str(err)}
     p, only_a, only_b = mcnemar_exact(sa, sb)
     both = sum(1 for x, y in zip(sa, sb) if x > 0.5 and y > 0.5)
-    return {"p": p, "both": both, "only_a": only_a, "only_b": only_b, "neither": len(sa) - both - only_a - only_b}
+    return {"p": p_text(p), "both": both, "only_a": only_a, "only_b": only_b, "neither": len(sa) - both - only_a - only_b}
 
 
 def comparisons(runs: list[Run]) -> dict[str, dict]:

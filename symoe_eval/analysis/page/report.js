@@ -263,7 +263,7 @@ function pairTest(a, b, task) {
   if (!test || test.refused) return { text: test ? String(test.refused) : "these runs share no task" };
   const [onlyA, onlyB] = a < b ? [test.only_a, test.only_b] : [test.only_b, test.only_a];
   return { text: `both right ${test.both}, only A right ${onlyA}, only B right ${onlyB}, both wrong ${test.neither}; ` +
-    `exact McNemar p = ${Number(test.p).toPrecision(3)} (as symoe compare)`, paired: true };
+    `exact McNemar p = ${String(test.p)} (as symoe compare)`, paired: true };
 }
 
 function renderCompare() {

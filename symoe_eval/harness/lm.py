@@ -92,7 +92,8 @@ class MethodLM(LM):
         for row in result.rows:
             runlog.record(row_record(row))
         runlog.finish({
-            SUMMARY.schema_version: SCHEMA_VERSION, SUMMARY.method: self.method_name, SUMMARY.pool: self.pool.name, SUMMARY.seed: runtime.settings.seed,
+            SUMMARY.schema_version: SCHEMA_VERSION, SUMMARY.method: self.method_name, SUMMARY.pool: self.pool.name,
+            SUMMARY.seed: runtime.settings.seed,
             SUMMARY.backend: runtime.backend, SUMMARY.questions: len(questions), **result.summary, **scheduler.summary(),
             SUMMARY.reproducibility: runtime.reproducibility(scheduler), **runtime.embedding_summary(),
         }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])

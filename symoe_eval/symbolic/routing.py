@@ -279,6 +279,12 @@ def unit_rows(rows: np.ndarray) -> np.ndarray:
     return rows / np.clip(np.linalg.norm(rows, axis=-1, keepdims=True), 1e-12, None)
 
 
+def record_weights(similarity: np.ndarray, temperature: float) -> np.ndarray:
+    """Per row of question-record similarities, each record's weight exp((s - best) / T): 1 for
+    the most similar (a record masked with -inf weighs 0)."""
+    return np.exp((similarity - similarity.max(axis=-1, keepdims=True)) / temperature)
+
+
 @dataclass(frozen=True)
 class RecordIndex:
     """A profile's validation records as arrays: questions (rows) over the vocabulary, unit
@@ -317,9 +323,8 @@ class RecordIndex:
         return (weights @ self.right + prior * self.accuracy) / (weights @ self.seen + prior)
 
     def weights(self, questions: np.ndarray, temperature: float) -> np.ndarray:
-        """Per question (row), each record's weight: 1 for the most similar."""
-        similarity = questions @ self.questions.T
-        return np.exp((similarity - similarity.max(axis=-1, keepdims=True)) / temperature)
+        """Per question (row), each record's weight (:func:`record_weights`)."""
+        return record_weights(questions @ self.questions.T, temperature)
 
     def fit(self) -> tuple[float, float, float]:
         """The temperature and prior whose leave-one-out estimates (each record's from the others)
@@ -329,7 +334,7 @@ class RecordIndex:
         np.fill_diagonal(similarity, -np.inf)
 
         def held_out_error(temperature: float, prior: float) -> float:
-            weights = np.exp((similarity - similarity.max(axis=1, keepdims=True)) / temperature)
+            weights = record_weights(similarity, temperature)
             return float((((self.estimates(weights, prior) - self.right) ** 2) * self.seen).sum())
 
         fits = [(t, p, held_out_error(t, p)) for t in reversed(RECORD_TEMPERATURES) for p in RECORD_PRIORS]

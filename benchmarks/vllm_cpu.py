@@ -52,8 +52,8 @@ def timed(fn) -> tuple[float, object]:
     return time.perf_counter() - start, out
 
 
-def engine_row(name: str, spec, requests, backend: str, batch_size: int = 8) -> dict:
-    engine = make_engine(spec, backend, batch_size=batch_size)
+def engine_row(name: str, spec, requests, engine_name: str, batch_size: int = 8) -> dict:
+    engine = make_engine(spec, engine_name, batch_size=batch_size)
     load_s, _ = timed(engine.load)
     seconds, out = timed(lambda: engine.generate(requests))
     decoding = engine.loaded_setup().get("decoding")

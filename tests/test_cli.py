@@ -136,7 +136,7 @@ def test_the_run_settings_and_their_defaults_have_one_owner():
     from symoe_eval.settings import DEFAULTS, NAMES, RUN_ARGS, RunSettings
 
     assert {f.name: f.default for f in dataclasses.fields(RunSettings)} == {a.name: a.default for a in RUN_ARGS}
-    assert [f.name for f in dataclasses.fields(RunContext)] == ["pool", "backend", "cache_dir", "settings", "_readers", "_embedder"]
+    assert [f.name for f in dataclasses.fields(RunContext)] == ["pool", "engine_name", "cache_dir", "settings", "_readers", "_embedder"]
     engine = inspect.signature(Engine.__init__).parameters
     assert {n: engine[n].default for n in ("batch_size", "device", "seed", "threads")} == {
         n: getattr(DEFAULTS, n) for n in ("batch_size", "device", "seed", "threads")} and set(NAMES) >= {"batch_size", "seed"}

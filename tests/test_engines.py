@@ -12,7 +12,7 @@ from symoe_eval.engines import (
     GenerationRequest,
     SamplingParams,
     make_engine,
-    pick_backend,
+    resolve_engine,
     truncate_at_stop,
 )
 from symoe_eval.engines.cache import request_key
@@ -74,10 +74,10 @@ def test_truncate_at_stop():
     assert truncate_at_stop("abc", []) == ("abc", False)
 
 
-def test_backend_choice(monkeypatch):
-    assert pick_backend("hf") == "hf"
+def test_engine_choice(monkeypatch):
+    assert resolve_engine("hf") == "hf"
     with pytest.raises(SymoeError, match="unknown engine"):
-        pick_backend("tensorrt")
+        resolve_engine("tensorrt")
 
 
 def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
@@ -87,7 +87,7 @@ def test_vllm_adapter_against_a_faithful_fake(monkeypatch, tmp_path):
         engine_kwargs={"dtype": "bfloat16", "max_model_len": 16000, "trust_remote_code": True, "ignored_by_vllm": 1},
         backend_kwargs={"vllm": {"gpu_memory_utilization": 0.85}},
     )
-    engine = make_engine(spec, backend="vllm", seed=3)
+    engine = make_engine(spec, engine="vllm", seed=3)
     batch = [
         GenerationRequest.user("q1", SamplingParams(temperature=0.7, max_tokens=100, stop=("###",), seed=3)),
         GenerationRequest.user("q2", SamplingParams(temperature=0.0, max_tokens=4)),
@@ -127,7 +127,7 @@ def test_vllm_loads_a_gguf_expert_from_its_dense_copy_offline(monkeypatch, tmp_p
     dense = dense_copy_dir(spec, "m.gguf")
     dense.mkdir(parents=True)
     (dense / "config.json").write_text(json.dumps(config))
-    with make_engine(spec, backend="vllm") as engine:
+    with make_engine(spec, engine="vllm") as engine:
         engine.generate(requests(1))
     built = state.constructed[0]
     assert built["model"] == str(dense) and "tokenizer" not in built
@@ -152,7 +152,7 @@ def test_a_model_that_fails_to_load_is_one_line(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     spec = expert("broken").__class__(name="broken", model="org/broken", source=WeightSource(path=str(tmp_path)))
     with pytest.raises(SymoeError) as err:
-        make_engine(spec, backend="hf").load()
+        make_engine(spec, engine="hf").load()
     message = str(err.value)
     assert "\n" not in message and message.startswith(f"expert 'broken' failed to load from {tmp_path}")
 
@@ -166,7 +166,7 @@ def test_vllm_load_failure_is_one_line(monkeypatch):
 
     monkeypatch.setattr(vllm.LLM, "__init__", refuse)
     with pytest.raises(SymoeError, match="expert 'big' failed to load from org/big: ValueError: CUDA out of memory.$"):
-        make_engine(expert("big"), backend="vllm").load()
+        make_engine(expert("big"), engine="vllm").load()
     assert state.constructed == []
 
 
@@ -185,7 +185,7 @@ def test_vllm_samples_of_one_prompt_differ_and_repeat_exactly(monkeypatch):
     state = install_fake_vllm(monkeypatch)
     params = SamplingParams(temperature=0.7, max_tokens=5, seed=0)
     samples = [GenerationRequest.user("Name a colour.", params, sample_index=s) for s in range(5)]
-    with make_engine(expert("big"), backend="vllm") as engine:
+    with make_engine(expert("big"), engine="vllm") as engine:
         first = [c.text for c in engine.generate(samples)]
         again = [c.text for c in engine.generate(samples[2:3] + [GenerationRequest.user("other", params)])]
     assert len(set(first)) == 5
@@ -316,7 +316,7 @@ def test_vllm_cuts_an_overlong_prompt_from_the_left(monkeypatch):
     spec = expert("small", engine_kwargs={"max_model_len": 64})
     long = GenerationRequest.user("x" * 200 + " the question's end", SamplingParams(temperature=0.0, max_tokens=16))
     short = GenerationRequest.user("hi", SamplingParams(temperature=0.0, max_tokens=16))
-    with make_engine(spec, backend="vllm") as engine:
+    with make_engine(spec, engine="vllm") as engine:
         engine.generate([long, short])
     (prompts, params), = state.generate_calls
     assert len(prompts[0]["prompt_token_ids"]) == 48 and "".join(map(chr, prompts[0]["prompt_token_ids"])).endswith(

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def smollm():
     pool = load_pool("tiny-cpu")
-    with make_engine(pool.expert("smollm2-135m"), backend="hf", batch_size=4) as engine:
+    with make_engine(pool.expert("smollm2-135m"), engine="hf", batch_size=4) as engine:
         yield engine
 
 
@@ -39,7 +39,7 @@ def test_a_request_draws_the_same_text_alone_and_beside_any_others():
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     greedy, sampled = SamplingParams(temperature=0.0, max_tokens=20), SamplingParams(temperature=0.9, max_tokens=20, seed=3)
     requests = [GenerationRequest.user(p, params) for p in PROMPTS for params in (greedy, sampled)]
-    with make_engine(spec, backend="hf", batch_size=2) as engine:
+    with make_engine(spec, engine="hf", batch_size=2) as engine:
         assert engine.loaded_setup()["decoding"] == "continuous"
         together = [c.text for c in engine.generate(requests)]
         reversed_order = [c.text for c in engine.generate(requests[::-1])][::-1]
@@ -59,7 +59,7 @@ def test_repeated_samples_share_one_prefill_and_draw_as_if_alone(monkeypatch):
     prefilled = []
     prefill = SlotCache.prefill
     monkeypatch.setattr(SlotCache, "prefill", lambda self, slot: prefilled.append(slot) or prefill(self, slot))
-    with make_engine(spec, backend="hf", batch_size=4) as engine:
+    with make_engine(spec, engine="hf", batch_size=4) as engine:
         prefilled.clear()  # the load's own probe prefills too
         batch = [c.text for c in engine.generate(requests)]
         assert len(prefilled) == 2  # two distinct prompts for four rows
@@ -91,7 +91,7 @@ def test_left_padding_keeps_greedy_output_in_fp32(micro_batched):
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "dtype": "float32"})
     params = SamplingParams(temperature=0.0, max_tokens=24)
-    with make_engine(spec, backend="hf", batch_size=4) as engine:
+    with make_engine(spec, engine="hf", batch_size=4) as engine:
         assert engine.loaded_setup()["decoding"] == "micro-batches"
         batch = engine.generate([GenerationRequest.user(p, params) for p in PROMPTS])
         alone = engine.generate([GenerationRequest.user(PROMPTS[1], params)])
@@ -111,7 +111,7 @@ def test_micro_batches_share_one_prefill_for_repeated_samples(micro_batched, mon
     shared = HFEngine._shared_prefill
     monkeypatch.setattr(HFEngine, "_shared_prefill", lambda self, ids, mask, rows: prefilled.append((ids.shape[0], rows))
                         or shared(self, ids, mask, rows))
-    with make_engine(spec, backend="hf", batch_size=4) as engine:
+    with make_engine(spec, engine="hf", batch_size=4) as engine:
         batch = [c.text for c in engine.generate(requests)]
         alone = [engine.generate([r])[0].text for r in requests]
     assert prefilled == [(2, [0, 1, 1, 1])]  # two distinct prompts (shorter first) prefilled for four rows
@@ -125,7 +125,7 @@ def test_the_probe_refuses_a_model_whose_rows_talk_to_each_other():
     from symoe_eval.engines.continuous import rows_are_independent
 
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
-    with make_engine(spec, backend="hf") as engine:
+    with make_engine(spec, engine="hf") as engine:
         model = engine.model
         assert rows_are_independent(model) is None
         forward = model.forward
@@ -216,7 +216,7 @@ def test_fitted_aggregation_prompt_is_not_cut_again_by_the_engine():
 
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "max_model_len": 1024})
-    engine = make_engine(spec, backend="hf", batch_size=1)
+    engine = make_engine(spec, engine="hf", batch_size=1)
     long = "Water boils at 100 degrees Celsius at sea level. " * 120
     fitted = fit_prompt(aggregate_prompt, "Question: " + long + "At what temperature does water boil?",
                         [long + "The answer is (A)"] * 3, 1024 - 16, lambda: ChatTokens(engine.load_tokenizer()))
@@ -229,7 +229,7 @@ def test_fitted_aggregation_prompt_is_not_cut_again_by_the_engine():
 def test_hf_cuts_an_overlong_prompt_from_the_left():
     spec = load_pool("tiny-cpu").expert("smollm2-135m")
     spec = replace(spec, engine_kwargs={**spec.engine_kwargs, "max_model_len": 64})
-    with make_engine(spec, backend="hf") as engine:
+    with make_engine(spec, engine="hf") as engine:
         (out,) = engine.generate([GenerationRequest.user("word " * 200 + "Say hi.", SamplingParams(0.0, max_tokens=8))])
     assert engine.stats.truncated_prompts == 1 and 0 < out.num_tokens <= 8
 

@@ -300,7 +300,7 @@ def test_a_report_of_the_quick_start_run_in_chromium(browser, demo_outputs, tmp_
 
 
 def test_the_quick_start_run_beside_a_single_expert_compares_in_chromium(browser, demo_outputs, tmp_path):
-    """Two real runs of one task in one folder (the demo's symoe run, and qwen2.5-coder-0.5b alone
+    """Two real runs of one task in one folder (the demo's symoe run, and smollm2-135m alone
     on the same four questions): the two-runs view's cells equal ``symoe compare``'s, and the
     cost-accuracy plot shows both."""
     from symoe_eval.analysis.compare import compare_runs
@@ -309,7 +309,7 @@ def test_the_quick_start_run_beside_a_single_expert_compares_in_chromium(browser
     outputs = tmp_path / "demo"
     shutil.copytree(demo_outputs, outputs)
     done = run_cli(["lm_eval", "--model", "symoe_expert", "--model_args",
-                    f"pool=tiny-cpu,expert=qwen2.5-coder-0.5b,cache_dir={tmp_path / 'gen'}", "--tasks", "symoe_demo",
+                    f"pool=tiny-cpu,expert=smollm2-135m,cache_dir={tmp_path / 'gen'}", "--tasks", "symoe_demo",
                     "--samples", '{"symoe_demo": [8, 16, 24, 32]}', "--batch_size", "8", "--output_path", str(outputs),
                     "--log_samples"], cwd=tmp_path, env_extra={"HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-2000:]

@@ -9,7 +9,7 @@ import pytest
 from symoe_eval.atomic import publish, scratch_path
 
 LOAD = ("from symoe_eval.engines import make_engine; from symoe_eval.pools.schema import load_pool; "
-        "e = make_engine(load_pool('tiny-cpu').expert('smollm2-135m'), backend='hf'); e.load(); print('loaded')")
+        "e = make_engine(load_pool('tiny-cpu').expert('smollm2-135m'), engine='hf'); e.load(); print('loaded')")
 
 
 @pytest.mark.slow

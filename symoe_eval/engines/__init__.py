@@ -39,7 +39,7 @@ __all__ = [
     "SamplingParams",
     "engine_class",
     "make_engine",
-    "pick_backend",
+    "resolve_engine",
     "register_engine",
     "truncate_at_stop",
 ]
@@ -56,9 +56,9 @@ def engine_class(name: str) -> type[Engine]:
     return ENGINES.get(name)
 
 
-def pick_backend(requested: str = "auto") -> str:
-    """``auto``: the available backend ranked highest here (``auto_priority_here``: vLLM where it
-    is installed and a GPU is present, transformers otherwise)."""
+def resolve_engine(requested: str = "auto") -> str:
+    """The engine ``engine=requested`` runs; ``auto``: the available one ranked highest here
+    (``auto_priority_here``: vLLM where it is installed and a GPU is present, transformers otherwise)."""
     if requested != "auto":
         engine_class(requested)
         return requested
@@ -89,9 +89,10 @@ class EngineFactory:
 
 def make_engine(
     expert: ExpertSpec,
-    backend: str = "auto",
+    engine: str = "auto",
     cache_dir: str | Path | None = None,
     **engine_args,
 ) -> Engine:
-    """One engine, as a run's :class:`EngineFactory` builds it."""
-    return EngineFactory(engine_class(pick_backend(backend)), cache_dir and Path(cache_dir), engine_args).build(expert)
+    """One engine, as a run's :class:`EngineFactory` builds it (``engine``: a registered name or
+    ``auto``, as the run argument)."""
+    return EngineFactory(engine_class(resolve_engine(engine)), cache_dir and Path(cache_dir), engine_args).build(expert)

@@ -94,7 +94,7 @@ class MethodLM(LM):
         runlog.finish({
             SUMMARY.schema_version: SCHEMA_VERSION, SUMMARY.method: self.method_name, SUMMARY.pool: self.pool.name,
             SUMMARY.seed: runtime.settings.seed,
-            SUMMARY.backend: runtime.backend, SUMMARY.questions: len(questions), **result.summary, **scheduler.summary(),
+            SUMMARY.backend: runtime.engine_name, SUMMARY.questions: len(questions), **result.summary, **scheduler.summary(),
             SUMMARY.reproducibility: runtime.reproducibility(scheduler), **runtime.embedding_summary(),
         }, [(q.task, q.doc_id, text) for q, text in zip(questions, texts)])
 

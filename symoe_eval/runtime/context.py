@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from symoe_eval.engines import SERVED, Engine, EngineFactory, GenerationCache, GenerationRequest, SamplingParams, engine_class, pick_backend
+from symoe_eval.engines import SERVED, Engine, EngineFactory, GenerationCache, GenerationRequest, SamplingParams, engine_class, resolve_engine
 from symoe_eval.engines.embedding import Embedder
 from symoe_eval.errors import SymoeError
 from symoe_eval.paths import cache_root
@@ -34,15 +34,16 @@ def cache_dir_for(given: str | Path | None, pool: Pool) -> Path | None:
 
 def default_pool(engine: str | None = "auto") -> str:
     """The pool a run uses when it names none: its engine's (``Engine.default_pool``)."""
-    return engine_class(pick_backend(engine or "auto")).default_pool
+    return engine_class(resolve_engine(engine or "auto")).default_pool
 
 
 @dataclass
 class RunContext:
-    """``settings`` as asked (``settings.RUN_ARGS``); the pool, backend and cache folder they resolve to."""
+    """``settings`` as asked (``settings.RUN_ARGS``); the pool, engine (``auto`` resolved) and cache
+    folder they resolve to."""
 
     pool: Pool
-    backend: str
+    engine_name: str
     cache_dir: Path | None
     settings: RunSettings = DEFAULTS
     _readers: dict[str, Engine] = field(default_factory=dict, repr=False)  # unloaded: tokenizer, context
@@ -53,11 +54,11 @@ class RunContext:
         """Validate raw run arguments (``settings.RUN_ARGS``: model_args strings, CLI or Python
         values) into a context; the cache folder is checked for writing before any model loads."""
         settings = parse_run_args({k: v for k, v in raw.items() if v is not None})
-        backend = pick_backend(settings.engine)
-        spec = load_pool(settings.pool or engine_class(backend).default_pool)
+        engine_name = resolve_engine(settings.engine)
+        spec = load_pool(settings.pool or engine_class(engine_name).default_pool)
         if settings.engine == "auto" and all(e.served for e in spec.experts.values()):
-            backend = SERVED  # nothing to load: the run's engine is the servers'
-        context = cls(pool=spec, backend=backend, cache_dir=cache_dir_for(settings.cache_dir, spec), settings=settings)
+            engine_name = SERVED  # nothing to load: the run's engine is the servers'
+        context = cls(pool=spec, engine_name=engine_name, cache_dir=cache_dir_for(settings.cache_dir, spec), settings=settings)
         if context.cache_dir is not None:
             GenerationCache(context.cache_dir).check_writable()
         if spec.max_gen_toks and settings.max_gen_toks is None:
@@ -71,7 +72,7 @@ class RunContext:
 
     def engine_factory(self) -> EngineFactory:
         """How every engine of the run is built, in process and on each Ray worker."""
-        return EngineFactory(engine_class(self.backend), self.cache_dir, self.engine_args())
+        return EngineFactory(engine_class(self.engine_name), self.cache_dir, self.engine_args())
 
     def embedder(self) -> Embedder:
         """The pool's embedding model, one per run, on the run's device and threads."""
@@ -93,7 +94,7 @@ class RunContext:
         """Use with ``with``: every model still loaded is unloaded at the end, error or not.
         With ``workers`` > 1 or a ``ray_address``, the stages run on Ray actors instead."""
         s = self.settings
-        max_loaded = s.max_loaded or engine_class(self.backend).default_max_loaded
+        max_loaded = s.max_loaded or engine_class(self.engine_name).default_max_loaded
         if s.workers == 1 and not s.ray_address:
             return Scheduler(self.engine, max_loaded, progress=progress)
         from symoe_eval.runtime.workers import RayScheduler
@@ -105,7 +106,7 @@ class RunContext:
         """What a run's texts depend on besides its requests and seed, for its summary: same values
         (and the same requests) give the same texts, however many workers (docs/engines.md, Reproducibility)."""
         s = self.settings
-        return {SETUP.engine: self.backend, SETUP.batch_size: s.batch_size, SETUP.threads: s.threads or "default",
+        return {SETUP.engine: self.engine_name, SETUP.batch_size: s.batch_size, SETUP.threads: s.threads or "default",
                 SETUP.workers: s.workers if not s.ray_address else f"ray {s.ray_address}",
                 SETUP.chat_formatting: CHAT_FORMATTING, SETUP.models: dict(sorted(scheduler.model_setups().items()))}
 
@@ -113,7 +114,7 @@ class RunContext:
         """What one actor needs: as asked, else what the engine says for this pool."""
         if self.settings.gpus_per_worker is not None:
             return self.settings.gpus_per_worker
-        return engine_class(self.backend).gpus_per_worker(list(self.pool.experts.values()), self.settings.device)
+        return engine_class(self.engine_name).gpus_per_worker(list(self.pool.experts.values()), self.settings.device)
 
     def sampling(self, expert: str, gen_kwargs: dict | None = None, max_tokens: int | None = None) -> SamplingParams:
         s = self.settings

@@ -144,7 +144,7 @@ def provenance(context: RunContext, keyword_model: str, val: ValidationSet, limi
         "pool": context.pool.name, "models": {e: s.model for e, s in context.pool.experts.items()},
         "keyword_model": keyword_model, "questions": len(val.docs), "limit": limit, "split_hash": val.split_hash,
         "seed": context.settings.seed, "samples_per_expert": samples, "max_gen_toks": max_gen_toks, "aggregation_items": items,
-        "backend": context.backend, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "backend": context.engine_name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "run": scheduler.summary(),
     }
 

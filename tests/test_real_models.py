@@ -143,6 +143,48 @@ def test_the_probe_refuses_a_model_whose_rows_talk_to_each_other():
             del model.forward
 
 
+def test_the_probe_refuses_a_model_whose_wide_steps_round_otherwise():
+    """A kernel that sums otherwise from nine rows on (as a linear layer over one row does on
+    this CPU) changes a row's text with the number of rows decoding beside it: the probe's wide
+    steps catch it, where alone and beside the other probe prompts (two and three rows) agree."""
+    from symoe_eval.engines.continuous import PROBE_WIDE, rows_are_independent
+
+    spec = load_pool("tiny-cpu").expert("smollm2-135m")
+    with make_engine(spec, engine="hf") as engine:
+        model = engine.model
+        forward = model.forward
+
+        @functools.wraps(forward)
+        def wide_rounds_otherwise(*args, **kwargs):
+            out = forward(*args, **kwargs)
+            if out.logits.shape[0] > 8:
+                out.logits = out.logits * (1 + 2**-7)
+            return out
+
+        model.forward = wide_rounds_otherwise
+        try:
+            assert PROBE_WIDE > 8 and "width" in rows_are_independent(model)
+        finally:
+            del model.forward
+
+
+def test_steps_narrow_as_rows_end_and_texts_stay_those_drawn_alone(smollm, monkeypatch):
+    """Four rows with budgets of 24, 16, 8 and 4 tokens: a step has one row per active row (never
+    fewer than two), so the steps narrow from 4 to 3 to 2 as rows end; every text is the one its
+    request draws alone."""
+    from symoe_eval.engines.continuous import ContinuousDecoder
+
+    forward, shapes = ContinuousDecoder._forward, []
+    monkeypatch.setattr(ContinuousDecoder, "_forward", lambda self, cache, ids, positions: shapes.append(ids.shape)
+                        or forward(self, cache, ids, positions))
+    requests = [GenerationRequest.user(PROMPTS[i % 3], SamplingParams(temperature=0.0, max_tokens=n))
+                for i, n in enumerate((24, 16, 8, 4))]
+    together = [c.text for c in smollm.generate(requests)]
+    widths = [rows for rows, tokens in shapes if tokens == 1]  # a prefill is one row of its prompt's tokens
+    assert widths == sorted(widths, reverse=True) and widths[0] == 4 and 3 in widths and widths[-1] == 2
+    assert together == [smollm.generate([r])[0].text for r in requests]
+
+
 def test_batched_generation_with_chat_template_and_stop(smollm):
     params = SamplingParams(temperature=0.0, max_tokens=24)
     batch = smollm.generate([GenerationRequest.user(p, params) for p in PROMPTS])

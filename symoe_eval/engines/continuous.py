@@ -34,6 +34,9 @@ class Unsupported(Exception):
     """The model needs something this loop does not do (sliding windows, soft-capping)."""
 
 
+SPAN_CHUNK = 64  # positions per product in a step's attention (``rows_attention``)
+
+
 class SlotCache:
     """Keys and values of ``slots`` rows per layer, in float32, ``capacity`` positions each
     (grown on demand). A forward pass writes either one slot's prompt (``prefill``) or one new
@@ -45,18 +48,21 @@ class SlotCache:
         self.values: dict[int, object] = {}
         self.prefilling: int | None = None  # the slot a prompt is being written to
         self.lengths = None  # each row's length after this step (a tensor)
-        self.mask = None  # additive attention mask of this step: (rows, 1, longest, 1)
+        self.mask = None  # additive attention mask of this step: (rows, 1, span, 1)
 
     def prefill(self, slot: int) -> None:
         self.prefilling = slot
 
     def step(self, lengths: list[int]) -> None:
+        """A step of rows of these lengths (the new position included); the positions attended,
+        ``span``, are the longest row's rounded up to whole ``SPAN_CHUNK``s."""
         import torch
 
         self.prefilling = None
         self.lengths = torch.tensor(lengths)
-        longest = int(self.lengths.max())
-        keep = torch.arange(longest)[None, :] < self.lengths[:, None]
+        span = -(-int(self.lengths.max()) // SPAN_CHUNK) * SPAN_CHUNK
+        self.ensure(span)
+        keep = torch.arange(span)[None, :] < self.lengths[:, None]
         self.mask = torch.zeros(keep.shape).masked_fill(~keep, float("-inf"))[:, None, :, None]
 
     def update(self, key, value, layer_idx: int, **_):
@@ -98,8 +104,11 @@ class SlotCache:
 def rows_attention(module, query, keys, values, attention_mask, scaling=None, dropout=0.0, **kwargs):
     """Prefill: causal attention of the prompt to itself. Step: each row's query against its
     slot's keys, masked past its length (zero probability, exactly), in float32, with batched
-    matrix products laid out so that no row's sums depend on the step's longest row. Returns
-    ``(batch, tokens, heads, head_dim)`` as transformers expects."""
+    matrix products laid out so that no row's sums depend on the step's longest row: scores sum
+    over ``dim`` alone, and the weighted values over positions in chunks of ``SPAN_CHUNK``, added
+    in order (one product over the whole span regroups its sum by the span's length, so a row's
+    result changed with its batch-mates' lengths); a row's chunks past its length add exact
+    zeros. Returns ``(batch, tokens, heads, head_dim)`` as transformers expects."""
     import torch
     from torch.nn.functional import scaled_dot_product_attention as sdpa
 
@@ -110,16 +119,17 @@ def rows_attention(module, query, keys, values, attention_mask, scaling=None, dr
         out = sdpa(query, keys, values, is_causal=True, scale=scaling, enable_gqa=query.shape[1] != keys.shape[1])
         return out.transpose(1, 2).contiguous(), None
     rows, heads, _, dim = query.shape
-    kv_heads, longest = keys.shape[1], cache.mask.shape[2]
+    kv_heads, span = keys.shape[1], cache.mask.shape[2]
     q = query.float().reshape(rows * kv_heads, heads // kv_heads, dim)
-    k = keys.view(-1, keys.shape[2], dim)[: rows * kv_heads, :longest]
-    v = values.view(-1, values.shape[2], dim)[: rows * kv_heads, :longest]
-    # positions along the rows of the product: each score is the same sum whatever ``longest`` is
-    scores = torch.bmm(k, q.transpose(1, 2)).view(rows, kv_heads, longest, -1)
+    k = keys.view(-1, keys.shape[2], dim)[: rows * kv_heads, :span]
+    v = values.view(-1, values.shape[2], dim)[: rows * kv_heads, :span]
+    scores = torch.bmm(k, q.transpose(1, 2)).view(rows, kv_heads, span, -1)
     scores.mul_(scaling if scaling is not None else dim**-0.5).add_(cache.mask)
-    probs = torch.softmax(scores, dim=2).view(rows * kv_heads, longest, -1)
-    out = torch.bmm(probs.transpose(1, 2), v).view(rows, heads, 1, dim)
-    return out.to(query.dtype).transpose(1, 2).contiguous(), None
+    probs = torch.softmax(scores, dim=2).view(rows * kv_heads, span, -1).transpose(1, 2)
+    out = torch.bmm(probs[:, :, :SPAN_CHUNK], v[:, :SPAN_CHUNK])
+    for start in range(SPAN_CHUNK, span, SPAN_CHUNK):
+        out += torch.bmm(probs[:, :, start : start + SPAN_CHUNK], v[:, start : start + SPAN_CHUNK])
+    return out.view(rows, heads, 1, dim).to(query.dtype).transpose(1, 2).contiguous(), None
 
 
 @contextlib.contextmanager
@@ -261,7 +271,6 @@ class ContinuousDecoder:
         import torch
 
         free = max(0, self.narrowest - len(active))
-        cache.ensure(max(r.length for r in active) + 1)
         cache.step([r.length + 1 for r in active] + [1] * free)
         ids = torch.tensor([[r.tokens[-1]] for r in active] + [[0]] * free, device=self.model.device)
         positions = torch.tensor([[r.length] for r in active] + [[0]] * free, device=ids.device)

@@ -3,12 +3,13 @@
 A request's arithmetic involves only its own tokens: its prompt is prefilled alone (no padding);
 at each decoding step the active rows' new tokens go through the model together, where every
 operation is row by row (norms, rotary embeddings, activations) or a linear layer, whose rows are
-bit-identical whatever the other rows hold as long as the batch keeps its shape; attention runs
-per row over that row's own keys (padding has exactly zero probability), through an attention
-function registered with transformers. So a finished row leaves at once and the next request
-takes its slot without changing any other row's text: a request draws the same text alone, in
-any batch, in any worker, fresh or resumed. ``rows_are_independent`` checks this on the loaded
-model before it is used.
+bit-identical whatever the other rows hold, at any width from two rows on; attention runs per
+row over that row's own keys (padding has exactly zero probability), in sums whose grouping does
+not depend on the other rows' lengths, through an attention function registered with
+transformers. So a finished row leaves at once, the step narrows or the next request takes its
+slot, without changing any other row's text: a request draws the same text alone, in any batch,
+at any batch size, in any worker, fresh or resumed. ``rows_are_independent`` checks this on the
+loaded model before it is used.
 
 Linear weights are re-laid out once for oneDNN (``pack_linears``) where that gives the same
 numbers: decoding steps at batch 8 take about 0.6x the time on an AVX512-BF16 CPU.

@@ -144,9 +144,10 @@ def test_the_probe_refuses_a_model_whose_rows_talk_to_each_other():
 
 
 def test_the_probe_refuses_a_model_whose_wide_steps_round_otherwise():
-    """A kernel that sums otherwise from nine rows on (as a linear layer over one row does on
-    this CPU) changes a row's text with the number of rows decoding beside it: the probe's wide
-    steps catch it, where alone and beside the other probe prompts (two and three rows) agree."""
+    """A kernel that sums otherwise from nine rows on (as this CPU's linear layer does over one
+    row against two) would change a row's text with the number of rows decoding beside it: the
+    probe's wide steps catch it, where alone and beside the other probe prompts (two and three
+    rows) agree."""
     from symoe_eval.engines.continuous import PROBE_WIDE, rows_are_independent
 
     spec = load_pool("tiny-cpu").expert("smollm2-135m")

@@ -377,15 +377,15 @@ def rows_are_independent(model) -> str | None:
     pass (transformers' attention) to bf16 rounding; else why not, for the log."""
     import torch
 
-    def traced(indices, narrowest: int = NARROWEST) -> dict:
+    def traced(indices, **decoding) -> dict:
         trace: dict = {}
-        list(ContinuousDecoder(model, len(PROBE_PROMPTS), (), trace=trace, narrowest=narrowest).run(
+        list(ContinuousDecoder(model, len(PROBE_PROMPTS), (), trace=trace, **decoding).run(
             [Job(i, PROBE_PROMPTS[i], PROBE_STEPS[i]) for i in indices]))
         return trace
 
     everyone = range(len(PROBE_PROMPTS))
     try:
-        runs = [traced(everyone), traced(everyone, PROBE_WIDE), {i: traced([i])[i] for i in everyone}]
+        runs = [traced(everyone), traced(everyone, narrowest=PROBE_WIDE), {i: traced([i])[i] for i in everyone}]
         first = int(runs[0][0][0].argmax())
         own = model(input_ids=torch.tensor([[*PROBE_PROMPTS[0], first]], device=model.device)).logits[0, -1]
     except Exception as err:  # a model this loop cannot drive: the engine's batched path serves it
